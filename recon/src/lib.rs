@@ -1,0 +1,1 @@
+//! Vestige's reconstruction core (work in progress).
