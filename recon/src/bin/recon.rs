@@ -1,0 +1,247 @@
+//! `recon`: run the reconstruction core on a folder of photos, or benchmark it on the shared
+//! datasets.
+//!
+//! ```text
+//! recon reconstruct --images DIR [--intrinsics FILE] [--refine-every N]
+//!                   [--order name|shuffled --seed S] [--max-side PX] --out DIR
+//! recon bench [--datasets DIR] [--sets a,b,...] [--seed S] [--no-colmap] [--no-memory]
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use recon::evaluation::{
+    DatasetIntrinsics, compare_with_truth, datasets_dir, image_files, load_ground_truth, mean_reprojection_error,
+    shuffled_order,
+};
+use recon::export::{camera_records, timings_json, write_colmap_text, write_ply};
+use recon::{CancelToken, PhotoStatus, Reconstruction, Settings, StageTimings};
+
+type Fallible<T> = Result<T, Box<dyn std::error::Error>>;
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("reconstruct") => reconstruct(&args[1..]).map(|_| ()),
+        Some("bench") => bench(&args[1..]),
+        Some("bench-one") => bench_one(&args[1..]),
+        _ => Err(USAGE.into()),
+    };
+    if let Err(e) = result {
+        eprintln!("error: {e}");
+        std::process::exit(2);
+    }
+}
+
+const USAGE: &str = "usage:\n  recon reconstruct --images DIR [--intrinsics FILE] [--refine-every N] [--order name|shuffled --seed S] [--max-side PX] --out DIR\n  recon bench [--datasets DIR] [--sets a,b] [--seed S] [--no-colmap] [--no-memory]";
+
+fn flag(args: &[String], name: &str) -> Option<String> {
+    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+}
+
+fn has(args: &[String], name: &str) -> bool {
+    args.iter().any(|a| a == name)
+}
+
+/// What one run produced, for the bench.
+struct RunSummary {
+    names: Vec<String>,
+    latencies: Vec<f64>,
+    final_refine_seconds: f64,
+    recon: Reconstruction,
+}
+
+fn run_photos(files: &[PathBuf], settings: Settings, quiet: bool) -> Fallible<(RunSummary, Vec<(String, StageTimings)>)> {
+    let mut recon = Reconstruction::new(settings)?;
+    let cancel = CancelToken::new();
+    let mut timings = Vec::new();
+    let mut latencies = Vec::new();
+    let mut names = Vec::new();
+    for file in files {
+        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("photo").to_string();
+        let bytes = std::fs::read(file)?;
+        let start = Instant::now();
+        let outcome = recon.add_photo(&name, &bytes, &mut |_, _| {}, &cancel);
+        let elapsed = start.elapsed().as_secs_f64();
+        match outcome {
+            Ok(outcome) => {
+                if !quiet {
+                    let status = match &outcome.status {
+                        PhotoStatus::Registered(p) => format!("registered, {} new points", p.new_points.len()),
+                        PhotoStatus::NotRegistered { reason } => format!("pending: {reason}"),
+                    };
+                    let also: Vec<&str> = outcome.also_registered.iter().map(|p| p.camera.image.as_str()).collect();
+                    eprintln!("{name}: {status}{} ({elapsed:.2}s)", if also.is_empty() { String::new() } else { format!("; also registered {also:?}") });
+                }
+                timings.push((name.clone(), outcome.timings));
+            }
+            Err(e) => {
+                eprintln!("{name}: rejected: {e}");
+                timings.push((name.clone(), StageTimings::default()));
+            }
+        }
+        latencies.push(elapsed);
+        names.push(name);
+    }
+    let start = Instant::now();
+    recon.refine(&mut |_, _| {}, &cancel)?;
+    let final_refine_seconds = start.elapsed().as_secs_f64();
+    Ok((RunSummary { names, latencies, final_refine_seconds, recon }, timings))
+}
+
+fn ordered(files: Vec<PathBuf>, order: &str, seed: u64) -> Fallible<Vec<PathBuf>> {
+    match order {
+        "name" => Ok(files),
+        "shuffled" => Ok(shuffled_order(files.len(), seed).into_iter().filter_map(|i| files.get(i).cloned()).collect()),
+        other => Err(format!("unknown order {other:?} (name or shuffled)").into()),
+    }
+}
+
+fn settings_from(args: &[String]) -> Fallible<Settings> {
+    let mut settings = Settings::default();
+    if let Some(path) = flag(args, "--intrinsics") {
+        settings.intrinsics = Some(DatasetIntrinsics::load(Path::new(&path))?.intrinsics());
+    }
+    if let Some(n) = flag(args, "--refine-every") {
+        settings.refine_every = n.parse()?;
+    }
+    if let Some(n) = flag(args, "--max-side") {
+        settings.max_image_side = n.parse()?;
+    }
+    settings.validate()?;
+    Ok(settings)
+}
+
+fn reconstruct(args: &[String]) -> Fallible<RunSummary> {
+    let images = flag(args, "--images").ok_or(USAGE)?;
+    let out = PathBuf::from(flag(args, "--out").ok_or(USAGE)?);
+    let seed: u64 = flag(args, "--seed").map(|s| s.parse()).transpose()?.unwrap_or(0);
+    let order = flag(args, "--order").unwrap_or_else(|| "name".into());
+    let settings = settings_from(args)?;
+    let files = ordered(image_files(Path::new(&images))?, &order, seed)?;
+    let (summary, timings) = run_photos(&files, settings, false)?;
+    std::fs::create_dir_all(&out)?;
+    let model = summary.recon.model();
+    let mut ids = summary.names.clone();
+    ids.sort();
+    let records = camera_records(&ids, &model.cameras);
+    std::fs::write(out.join("cameras.json"), serde_json::to_string_pretty(&records)?)?;
+    write_ply(&out.join("points.ply"), &model.points)?;
+    let t = serde_json::json!({ "photos": timings_json(&timings), "final_refinement": summary.final_refine_seconds });
+    std::fs::write(out.join("timings.json"), serde_json::to_string_pretty(&t)?)?;
+    write_colmap_text(&out.join("colmap"), summary.recon.scene())?;
+    eprintln!(
+        "{} of {} registered, {} points; written to {}",
+        model.cameras.len(),
+        ids.len(),
+        model.points.len(),
+        out.display()
+    );
+    Ok(summary)
+}
+
+fn percentile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v.get(rank - 1).copied().unwrap_or(0.0)
+}
+
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<f64>().ok())
+        })
+        .map_or(0.0, |kb| kb / 1024.0)
+}
+
+/// One dataset and order in a fresh process, so peak RSS is this run's alone. Prints one JSON line.
+fn bench_one(args: &[String]) -> Fallible<()> {
+    let dir = PathBuf::from(flag(args, "--set").ok_or(USAGE)?);
+    let order = flag(args, "--order").unwrap_or_else(|| "name".into());
+    let seed: u64 = flag(args, "--seed").map(|s| s.parse()).transpose()?.unwrap_or(1);
+    let mut settings = Settings::default();
+    let with_k = !has(args, "--no-k");
+    if with_k {
+        if let Ok(k) = DatasetIntrinsics::load(&dir.join("intrinsics.json")) {
+            settings.intrinsics = Some(k.intrinsics());
+        }
+    }
+    let mut files = Vec::new();
+    for set in dir.to_string_lossy().split(',') {
+        files.extend(image_files(&Path::new(set).join("images"))?);
+    }
+    if let Some(n) = flag(args, "--limit") {
+        files.truncate(n.parse()?);
+    }
+    let files = ordered(files, &order, seed)?;
+    let (summary, _) = run_photos(&files, settings, true)?;
+    let model = summary.recon.model();
+    let errors = load_ground_truth(&dir.join("ground_truth.json")).ok().and_then(|gt| compare_with_truth(&model.cameras, &gt));
+    let line = serde_json::json!({
+        "registered": model.cameras.len(),
+        "total": summary.names.len(),
+        "points": model.points.len(),
+        "mean_position_error": errors.as_ref().map(|e| e.mean_position),
+        "mean_rotation_error_deg": errors.as_ref().map(|e| e.mean_rotation_deg),
+        "truth_rotation_transposed": errors.as_ref().map(|e| e.truth_rotation_transposed),
+        "reprojection_px": mean_reprojection_error(summary.recon.scene()),
+        "latency_p50": percentile(&summary.latencies, 0.5),
+        "latency_p95": percentile(&summary.latencies, 0.95),
+        "refinement_seconds": summary.final_refine_seconds,
+        "peak_rss_mib": peak_rss_mib(),
+    });
+    println!("{line}");
+    Ok(())
+}
+
+fn bench(args: &[String]) -> Fallible<()> {
+    let root = match flag(args, "--datasets") {
+        Some(d) => PathBuf::from(d),
+        None => datasets_dir().ok_or("datasets folder not found (set VESTIGE_DATASETS)")?,
+    };
+    let seed = flag(args, "--seed").unwrap_or_else(|| "1".into());
+    let default_sets = "fountain-P11-half,Herz-Jesus-P8-half,entry-P10-half,sceaux-castle-half";
+    let sets = flag(args, "--sets").unwrap_or_else(|| default_sets.into());
+    let exe = std::env::current_exe()?;
+    println!("| set | order | registered | position err | rotation err | reproj px | points | latency p50/p95 s | final refine s | peak RSS MiB |");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    for set in sets.split(',') {
+        let dir = root.join(set);
+        if !dir.is_dir() {
+            println!("| {set} | - | missing | | | | | | | |");
+            continue;
+        }
+        for order in ["name", "shuffled"] {
+            let out = std::process::Command::new(&exe)
+                .args(["bench-one", "--set", &dir.to_string_lossy(), "--order", order, "--seed", &seed])
+                .output()?;
+            let text = String::from_utf8_lossy(&out.stdout);
+            let Ok(v) = serde_json::from_str::<serde_json::Value>(text.trim()) else {
+                println!("| {set} | {order} | failed: {} | | | | | | | |", String::from_utf8_lossy(&out.stderr).trim());
+                continue;
+            };
+            let num = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+            let mm = num("mean_position_error").map_or("-".into(), |e| format!("{:.1} mm", e * 1000.0));
+            let deg = num("mean_rotation_error_deg").map_or("-".into(), |e| format!("{e:.3} deg"));
+            println!(
+                "| {set} | {order} | {}/{} | {mm} | {deg} | {:.2} | {} | {:.2}/{:.2} | {:.2} | {:.0} |",
+                num("registered").unwrap_or(0.0),
+                num("total").unwrap_or(0.0),
+                num("reprojection_px").unwrap_or(0.0),
+                num("points").unwrap_or(0.0),
+                num("latency_p50").unwrap_or(0.0),
+                num("latency_p95").unwrap_or(0.0),
+                num("refinement_seconds").unwrap_or(0.0),
+                num("peak_rss_mib").unwrap_or(0.0),
+            );
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,141 @@
+//! Bundle adjustment of a subset of the scene with openMVG's native adjuster.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use nalgebra::{Point2, Point3};
+use openmvg_ba::{
+    BundleAdjuster, BundleIntrinsic, BundleObservation, BundlePoint, BundlePose, BundleProblem, IntrinsicVariables,
+    NativeBundleAdjuster, PoseVariables, ResidualScale, RobustLoss, SolveConfig,
+};
+use openmvg_core::PixelThreshold;
+use openmvg_core::camera::Camera;
+use openmvg_core::model::CameraIntrinsics;
+
+use crate::geometry::Pose;
+use crate::intrinsics::IntrinsicsSource;
+use crate::scene::{PointId, Scene, ViewIdx};
+
+/// What to adjust.
+pub(crate) struct Adjustment<'a> {
+    /// Views whose pose is optimised.
+    pub free_views: &'a BTreeSet<ViewIdx>,
+    /// Points optimised (with every registered view that observes them; views not in
+    /// `free_views` are held fixed).
+    pub points: &'a BTreeSet<PointId>,
+    /// Also refine focal lengths that did not come from the settings.
+    pub refine_focal: bool,
+    /// Cauchy loss scale in pixels.
+    pub loss_scale: f64,
+    /// Iteration cap.
+    pub max_iterations: usize,
+}
+
+/// Figures from one solve.
+#[derive(Clone, Copy, Debug, Default)]
+#[allow(dead_code)] // read in debug logs and tests
+pub(crate) struct AdjustReport {
+    /// Root-mean-square reprojection error after the solve, pixels.
+    pub final_rmse: f64,
+    /// Whether the result was written back.
+    pub applied: bool,
+}
+
+/// Solve and write the result back into the scene when the solver's own audit accepts it.
+pub(crate) fn adjust(scene: &mut Scene, job: &Adjustment<'_>) -> AdjustReport {
+    let mut pose_of: BTreeMap<ViewIdx, usize> = BTreeMap::new();
+    let mut poses = Vec::new();
+    let mut intrinsics = Vec::new();
+    let mut point_index: Vec<PointId> = Vec::new();
+    let mut points = Vec::new();
+    let mut observations = Vec::new();
+    for &p in job.points {
+        let Some(point) = scene.points.get(&p) else { continue };
+        let registered: Vec<(ViewIdx, u32)> = point
+            .observations
+            .iter()
+            .copied()
+            .filter(|&(v, _)| scene.view(v).is_some_and(|view| view.is_registered()))
+            .collect();
+        if registered.len() < 2 {
+            continue;
+        }
+        let Ok(bp) = BundlePoint::try_new(Point3::from(point.position)) else { continue };
+        let pi = points.len();
+        points.push(bp);
+        point_index.push(p);
+        for (v, kp) in registered {
+            let Some(view) = scene.view(v) else { continue };
+            let (Some(pose), Some(pixel)) = (view.pose, view.features.positions.get(kp as usize)) else { continue };
+            let slot = match pose_of.get(&v) {
+                Some(&s) => s,
+                None => {
+                    let Some(om_pose) = pose.to_openmvg() else { continue };
+                    let free = job.free_views.contains(&v);
+                    let vars = if free { PoseVariables::FREE } else { PoseVariables::FIXED };
+                    let k = &view.intrinsics;
+                    let refine = job.refine_focal && free && view.intrinsics_source != IntrinsicsSource::Given;
+                    let Ok(camera) = Camera::try_pinhole(k.fx, k.fy, k.cx, k.cy) else { continue };
+                    let Ok(ci) = CameraIntrinsics::try_new(camera, view.width, view.height) else { continue };
+                    let bi = if refine {
+                        BundleIntrinsic::try_new(ci, IntrinsicVariables::FIXED.with_focal(true))
+                    } else {
+                        BundleIntrinsic::try_new(ci.with_fixed(true), IntrinsicVariables::FIXED)
+                    };
+                    let Ok(bi) = bi else { continue };
+                    poses.push(BundlePose::new(om_pose, vars));
+                    intrinsics.push(bi);
+                    let s = poses.len() - 1;
+                    pose_of.insert(v, s);
+                    s
+                }
+            };
+            let pixel = Point2::new(f64::from(pixel[0]), f64::from(pixel[1]));
+            if let Ok(o) = BundleObservation::try_new(slot, slot, pi, pixel) {
+                observations.push(o);
+            }
+        }
+    }
+    if observations.is_empty() || !pose_of.keys().any(|v| job.free_views.contains(v)) {
+        return AdjustReport::default();
+    }
+    let Ok(scale) = PixelThreshold::try_new(job.loss_scale) else { return AdjustReport::default() };
+    let problem = BundleProblem::builder(poses, intrinsics, points, observations)
+        .with_robust_loss(RobustLoss::Cauchy(ResidualScale::Pixels(scale)))
+        .build();
+    let Ok(problem) = problem else { return AdjustReport::default() };
+    let config = SolveConfig::default().with_max_iterations(job.max_iterations);
+    let audit_config = config;
+    let Ok(solution) = NativeBundleAdjuster::new().solve(&problem, config) else {
+        return AdjustReport::default();
+    };
+    let final_rmse = solution.report().final_rmse();
+    if solution.audit_for_commit(&problem, &audit_config).is_err() {
+        return AdjustReport { final_rmse, applied: false };
+    }
+    let quarantined: BTreeSet<usize> = solution.quarantined_points().iter().copied().collect();
+    for (&v, &slot) in &pose_of {
+        if !job.free_views.contains(&v) {
+            continue;
+        }
+        let (Some(pose), Some(view)) = (solution.poses().get(slot), scene.views.get_mut(v as usize)) else { continue };
+        view.pose = Some(Pose::from_openmvg(pose));
+        if let Some(k) = solution.intrinsics().get(slot).and_then(|ci| {
+            use openmvg_core::camera::CameraModel;
+            ci.camera().intrinsic_matrix()
+        }) {
+            view.intrinsics.fx = k[(0, 0)];
+            view.intrinsics.fy = k[(1, 1)];
+            view.intrinsics.cx = k[(0, 2)];
+            view.intrinsics.cy = k[(1, 2)];
+        }
+    }
+    for (i, &p) in point_index.iter().enumerate() {
+        if quarantined.contains(&i) {
+            continue;
+        }
+        if let (Some(x), Some(point)) = (solution.points().get(i), scene.points.get_mut(&p)) {
+            point.position = x.coords;
+        }
+    }
+    AdjustReport { final_rmse, applied: true }
+}

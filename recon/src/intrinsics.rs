@@ -1,0 +1,38 @@
+//! Where each photo's camera matrix comes from: settings, EXIF, or a prior.
+
+use serde::{Deserialize, Serialize};
+
+use crate::decode::DecodedPhoto;
+use crate::settings::Intrinsics;
+
+/// Focal length prior, in units of the longer image side, when nothing better is known. It is
+/// the middle of typical phone and compact-camera fields of view (about 50 degrees horizontally);
+/// adjustment refines it once the photo is registered.
+pub const PRIOR_FOCAL_FACTOR: f64 = 1.2;
+
+/// Which evidence gave a photo's intrinsics.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum IntrinsicsSource {
+    /// From [`crate::Settings::intrinsics`]; held fixed.
+    Given,
+    /// From the EXIF 35 mm-equivalent focal length; refined by global adjustment.
+    Exif,
+    /// From [`PRIOR_FOCAL_FACTOR`]; refined by global adjustment.
+    Prior,
+}
+
+/// Intrinsics at processing resolution for a decoded photo.
+pub fn resolve(given: Option<&Intrinsics>, photo: &DecodedPhoto) -> (Intrinsics, IntrinsicsSource) {
+    if let Some(k) = given {
+        return (k.scaled(photo.scale), IntrinsicsSource::Given);
+    }
+    let (w, h) = (f64::from(photo.rgb.width()), f64::from(photo.rgb.height()));
+    let long_side = w.max(h);
+    let centre = |f: f64| Intrinsics { fx: f, fy: f, cx: (w - 1.0) / 2.0, cy: (h - 1.0) / 2.0 };
+    // The 35 mm equivalent refers to the 36 mm long side of a full frame.
+    match photo.exif.focal_35mm {
+        Some(f35) => (centre(f35 / 36.0 * long_side), IntrinsicsSource::Exif),
+        None => (centre(PRIOR_FOCAL_FACTOR * long_side), IntrinsicsSource::Prior),
+    }
+}
