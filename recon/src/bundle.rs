@@ -16,7 +16,7 @@ use crate::intrinsics::IntrinsicsSource;
 use crate::scene::{PointId, Scene, ViewIdx};
 
 /// What to adjust.
-pub(crate) struct Adjustment<'a> {
+pub struct Adjustment<'a> {
     /// Views whose pose is optimised.
     pub free_views: &'a BTreeSet<ViewIdx>,
     /// Points optimised (with every registered view that observes them; views not in
@@ -33,7 +33,7 @@ pub(crate) struct Adjustment<'a> {
 /// Figures from one solve.
 #[derive(Clone, Copy, Debug, Default)]
 #[allow(dead_code)] // read in debug logs and tests
-pub(crate) struct AdjustReport {
+pub struct AdjustReport {
     /// Root-mean-square reprojection error after the solve, pixels.
     pub final_rmse: f64,
     /// Whether the result was written back.
@@ -41,7 +41,7 @@ pub(crate) struct AdjustReport {
 }
 
 /// Solve and write the result back into the scene when the solver's own audit accepts it.
-pub(crate) fn adjust(scene: &mut Scene, job: &Adjustment<'_>) -> AdjustReport {
+pub fn adjust(scene: &mut Scene, job: &Adjustment<'_>) -> AdjustReport {
     let mut pose_of: BTreeMap<ViewIdx, usize> = BTreeMap::new();
     let mut poses = Vec::new();
     let mut intrinsics = Vec::new();

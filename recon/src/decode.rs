@@ -51,6 +51,17 @@ fn sniff_format(bytes: &[u8]) -> Result<ImageFormat, ReconError> {
     }
 }
 
+/// Whether an end-of-image marker follows the last start-of-scan. The JPEG decoder pads a
+/// truncated scan with grey instead of failing, which would feed half an image to matching.
+/// Entropy-coded data stuffs every 0xFF, so 0xFFD9 after the scan can only be the real marker.
+fn jpeg_has_end(bytes: &[u8]) -> bool {
+    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
+    match last_scan {
+        Some(at) => bytes.get(at..).is_some_and(|tail| tail.windows(2).any(|w| w == [0xFF, 0xD9])),
+        None => false,
+    }
+}
+
 fn read_exif(bytes: &[u8]) -> ExifFacts {
     let mut facts = ExifFacts { orientation: 1, ..ExifFacts::default() };
     // A photo without (or with broken) EXIF is still a photo: fall back silently.
@@ -86,6 +97,9 @@ pub fn decode_photo(
     max_pixels: u64,
 ) -> Result<DecodedPhoto, ReconError> {
     let format = sniff_format(bytes)?;
+    if format == ImageFormat::Jpeg && !jpeg_has_end(bytes) {
+        return Err(ReconError::Decode("truncated JPEG: no end-of-image marker after the scan".into()));
+    }
     let reader = |limits: Limits| {
         let mut r = ImageReader::with_format(Cursor::new(bytes), format);
         r.limits(limits);

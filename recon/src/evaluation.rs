@@ -134,7 +134,7 @@ fn compare_oriented(estimated: &[Camera], truth: &[TrueCamera], transpose: bool)
         // A world point X_true = s R X_est + t, so R_est_aligned = R_est * R^T.
         let r_est = rotation(&e.rotation) * align_rot.inverse();
         let r_true = if transpose { rotation(&t.rotation).inverse() } else { rotation(&t.rotation) };
-        let dr = (r_est.inverse() * r_true).angle().to_degrees();
+        let dr = crate::geometry::rotation_angle_deg(&(r_est.inverse() * r_true));
         errors.mean_position += dp;
         errors.mean_rotation_deg += dr;
         errors.max_position = errors.max_position.max(dp);

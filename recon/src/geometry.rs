@@ -88,7 +88,8 @@ pub fn ray_angle(a: &Vector3<f64>, b: &Vector3<f64>, point: &Vector3<f64>) -> f6
     (ra.dot(&rb) / (na * nb)).clamp(-1.0, 1.0).acos()
 }
 
-/// Angle in degrees of a rotation.
+/// Angle in degrees of a rotation. Goes through a quaternion because `acos` of a trace that
+/// rounds just above 3 gives NaN for (near) identities.
 pub fn rotation_angle_deg(r: &Rotation3<f64>) -> f64 {
-    r.angle().to_degrees()
+    nalgebra::UnitQuaternion::from_rotation_matrix(r).angle().to_degrees()
 }

@@ -135,12 +135,12 @@ impl Scene {
         out
     }
 
-    pub(crate) fn view(&self, v: ViewIdx) -> Option<&View> {
+    pub fn view(&self, v: ViewIdx) -> Option<&View> {
         self.views.get(v as usize)
     }
 
     /// Create a point from observations; keypoints already holding a point are skipped.
-    pub(crate) fn add_point(&mut self, position: Vector3<f64>, observations: &[(ViewIdx, u32)]) -> Option<PointId> {
+    pub fn add_point(&mut self, position: Vector3<f64>, observations: &[(ViewIdx, u32)]) -> Option<PointId> {
         let mut obs: Vec<(ViewIdx, u32)> = Vec::with_capacity(observations.len());
         for &(v, kp) in observations {
             let free = self.view(v).is_some_and(|view| view.point_of.get(kp as usize) == Some(&NO_POINT));

@@ -15,7 +15,7 @@ use crate::scene::{PointId, Scene, ViewIdx};
 pub const MIN_TRIANGULATION_ANGLE_DEG: f64 = 1.5;
 
 /// The registered cameras in the form openMVG's triangulation takes, built once per batch.
-pub(crate) struct Triangulator {
+pub struct Triangulator {
     poses: BTreeMap<ViewId, WorldToCameraPose>,
     ks: BTreeMap<ViewId, Matrix3<f64>>,
     config: TriangulationConfig,
@@ -70,7 +70,7 @@ impl Triangulator {
 /// Triangulate the matches of registered view `v` with every other registered view: extend
 /// existing points to keypoints that see them and create points for unexplained matches.
 /// Returns the ids of created points.
-pub(crate) fn triangulate_view(scene: &mut Scene, v: ViewIdx, tri: &Triangulator) -> Vec<PointId> {
+pub fn triangulate_view(scene: &mut Scene, v: ViewIdx, tri: &Triangulator) -> Vec<PointId> {
     let mut created = Vec::new();
     if !scene.view(v).is_some_and(|view| view.is_registered()) {
         return created;
