@@ -151,6 +151,9 @@ impl Reconstruction {
                 if work.view(u).is_some_and(|view| view.is_registered()) {
                     continue;
                 }
+                let retry_id = work.view(u).map(|view| view.id.clone()).unwrap_or_default();
+                let retry_span = info_span!("register", photo_id = %retry_id, retry = u != v);
+                let _retry = retry_span.enter();
                 let before = work.next_point;
                 let newly = runner.run(Stage::Registration, |_| Ok(self.register_one(&mut work, u)))?;
                 for (i, w) in newly.into_iter().enumerate() {

@@ -4,8 +4,10 @@
 //! ```text
 //! recon reconstruct --images DIR [--intrinsics FILE] [--refine-every N]
 //!                   [--order name|shuffled --seed S] [--max-side PX] --out DIR
-//! recon bench [--datasets DIR] [--sets a,b,...] [--seed S] [--no-colmap] [--no-memory]
+//! recon bench [--datasets DIR] [--sets a,b,...] [--seed S] [--no-colmap] [--no-full] [--no-memory]
 //! ```
+
+mod colmap;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -33,7 +35,7 @@ fn main() {
     }
 }
 
-const USAGE: &str = "usage:\n  recon reconstruct --images DIR [--intrinsics FILE] [--refine-every N] [--order name|shuffled --seed S] [--max-side PX] --out DIR\n  recon bench [--datasets DIR] [--sets a,b] [--seed S] [--no-colmap] [--no-memory]";
+const USAGE: &str = "usage:\n  recon reconstruct --images DIR [--intrinsics FILE] [--refine-every N] [--order name|shuffled --seed S] [--max-side PX] --out DIR\n  recon bench [--datasets DIR] [--sets a,b] [--seed S] [--no-colmap] [--no-full] [--no-memory]";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
@@ -210,6 +212,10 @@ fn bench(args: &[String]) -> Fallible<()> {
     let default_sets = "fountain-P11-half,Herz-Jesus-P8-half,entry-P10-half,sceaux-castle-half";
     let sets = flag(args, "--sets").unwrap_or_else(|| default_sets.into());
     let exe = std::env::current_exe()?;
+    let with_colmap = !has(args, "--no-colmap") && colmap::available();
+    if !with_colmap {
+        println!("COLMAP: not run ({})\n", if has(args, "--no-colmap") { "--no-colmap" } else { "colmap not installed" });
+    }
     println!("| set | order | registered | position err | rotation err | reproj px | points | latency p50/p95 s | final refine s | peak RSS MiB |");
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for set in sets.split(',') {
@@ -219,29 +225,61 @@ fn bench(args: &[String]) -> Fallible<()> {
             continue;
         }
         for order in ["name", "shuffled"] {
-            let out = std::process::Command::new(&exe)
-                .args(["bench-one", "--set", &dir.to_string_lossy(), "--order", order, "--seed", &seed])
-                .output()?;
-            let text = String::from_utf8_lossy(&out.stdout);
-            let Ok(v) = serde_json::from_str::<serde_json::Value>(text.trim()) else {
-                println!("| {set} | {order} | failed: {} | | | | | | | |", String::from_utf8_lossy(&out.stderr).trim());
-                continue;
+            let v = match run_child(&exe, &["bench-one", "--set", &dir.to_string_lossy(), "--order", order, "--seed", &seed]) {
+                Ok(v) => v,
+                Err(e) => {
+                    println!("| {set} | {order} | failed: {e} | | | | | | | |");
+                    continue;
+                }
             };
-            let num = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
-            let mm = num("mean_position_error").map_or("-".into(), |e| format!("{:.1} mm", e * 1000.0));
-            let deg = num("mean_rotation_error_deg").map_or("-".into(), |e| format!("{e:.3} deg"));
-            println!(
-                "| {set} | {order} | {}/{} | {mm} | {deg} | {:.2} | {} | {:.2}/{:.2} | {:.2} | {:.0} |",
-                num("registered").unwrap_or(0.0),
-                num("total").unwrap_or(0.0),
-                num("reprojection_px").unwrap_or(0.0),
-                num("points").unwrap_or(0.0),
-                num("latency_p50").unwrap_or(0.0),
-                num("latency_p95").unwrap_or(0.0),
-                num("refinement_seconds").unwrap_or(0.0),
-                num("peak_rss_mib").unwrap_or(0.0),
-            );
+            print_row(set, order, &v);
+        }
+        if with_colmap && dir.join("intrinsics.json").is_file() {
+            match colmap::figures(&dir, 1600) {
+                Ok(v) => print_row(set, "COLMAP 3.8 (name)", &v),
+                Err(e) => println!("| {set} | COLMAP | failed: {e} | | | | | | | |"),
+            }
         }
     }
+    if !has(args, "--no-full") {
+        let dir = root.join("fountain-P11-full");
+        if dir.is_dir() {
+            let v = run_child(&exe, &["bench-one", "--set", &dir.to_string_lossy(), "--order", "name"])?;
+            print_row("fountain-P11-full (3072x2048, K scaled)", "name", &v);
+        }
+    }
+    if !has(args, "--no-memory") {
+        // 30 photos of several scenes, without K: memory with many photos, and unrelated
+        // scenes that must stay pending or form their own model without corrupting the first.
+        let sets = ["fountain-P11-full", "Herz-Jesus-P8-half", "entry-P10-half", "sceaux-castle-half"];
+        let dirs: Vec<String> = sets.iter().map(|s| root.join(s).to_string_lossy().into_owned()).collect();
+        let v = run_child(&exe, &["bench-one", "--set", &dirs.join(","), "--order", "name", "--limit", "30", "--no-k"])?;
+        print_row("30 photos, 4 scenes, no K", "name", &v);
+    }
     Ok(())
+}
+
+fn run_child(exe: &Path, args: &[&str]) -> Fallible<serde_json::Value> {
+    let out = std::process::Command::new(exe).args(args).output()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    serde_json::from_str(text.trim()).map_err(|_| format!("bench-one failed: {}", String::from_utf8_lossy(&out.stderr)).into())
+}
+
+fn print_row(set: &str, order: &str, v: &serde_json::Value) {
+    let num = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+    let mm = num("mean_position_error").map_or("-".into(), |e| format!("{:.1} mm", e * 1000.0));
+    let deg = num("mean_rotation_error_deg").map_or("-".into(), |e| format!("{e:.3} deg"));
+    let latency = match (num("latency_p50"), num("latency_p95")) {
+        (Some(a), Some(b)) => format!("{a:.2}/{b:.2}"),
+        _ => num("seconds").map_or("-".into(), |s| format!("{s:.0} s total")),
+    };
+    println!(
+        "| {set} | {order} | {}/{} | {mm} | {deg} | {:.2} | {} | {latency} | {} | {} |",
+        num("registered").unwrap_or(0.0),
+        num("total").unwrap_or(0.0),
+        num("reprojection_px").unwrap_or(0.0),
+        num("points").unwrap_or(0.0),
+        num("refinement_seconds").map_or("-".into(), |s| format!("{s:.2}")),
+        num("peak_rss_mib").map_or("-".into(), |m| format!("{m:.0}")),
+    );
 }
