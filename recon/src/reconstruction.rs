@@ -353,22 +353,22 @@ fn local_adjustment(work: &mut Scene, v: ViewIdx, threshold: f64) {
 pub(crate) fn refine_scene(work: &mut Scene, threshold: f64, report: &mut dyn FnMut(f32)) {
     let registered: Vec<ViewIdx> =
         (0..work.views.len() as ViewIdx).filter(|&v| work.view(v).is_some_and(|view| view.is_registered())).collect();
-    let tri = Triangulator::new(work, 2.0 * threshold);
-    for &v in &registered {
-        triangulate_view(work, v, &tri);
-    }
-    complete_and_merge(work, &tri);
-    report(0.2);
     let free: BTreeSet<ViewIdx> = registered.iter().copied().collect();
-    let all = |w: &Scene| -> BTreeSet<PointId> { w.points.keys().copied().collect() };
-    let points = all(work);
-    adjust(work, &Adjustment { free_views: &free, points: &points, refine_focal: true, loss_scale: threshold, max_iterations: 30 });
-    report(0.6);
-    filter_points(work, None, 2.0 * threshold, MIN_POINT_ANGLE_DEG);
-    let points = all(work);
-    adjust(work, &Adjustment { free_views: &free, points: &points, refine_focal: true, loss_scale: threshold, max_iterations: 20 });
-    filter_points(work, None, 2.0 * threshold, MIN_POINT_ANGLE_DEG);
-    report(1.0);
+    // Two rounds: tracks grown and merged with the poses of the previous adjustment, a global
+    // adjustment, then the outlier filter. The second round sees poses good enough to link
+    // matches the first rejected.
+    for round in 0..2 {
+        let tri = Triangulator::new(work, 2.0 * threshold);
+        for &v in &registered {
+            triangulate_view(work, v, &tri);
+        }
+        complete_and_merge(work, &tri);
+        let points: BTreeSet<PointId> = work.points.keys().copied().collect();
+        let job = Adjustment { free_views: &free, points: &points, refine_focal: true, loss_scale: threshold, max_iterations: 30 };
+        adjust(work, &job);
+        filter_points(work, None, 2.0 * threshold, MIN_POINT_ANGLE_DEG);
+        report(0.5 * (round + 1) as f32);
+    }
 }
 
 pub(crate) fn camera_of(view: &View) -> Option<Camera> {
