@@ -60,7 +60,12 @@ fn run_photos(files: &[PathBuf], settings: Settings, quiet: bool) -> Fallible<(R
     let mut latencies = Vec::new();
     let mut names = Vec::new();
     for file in files {
-        let name = file.file_name().and_then(|n| n.to_str()).unwrap_or("photo").to_string();
+        let mut name = file.file_name().and_then(|n| n.to_str()).unwrap_or("photo").to_string();
+        if names.contains(&name) {
+            // Photos from several sets can share file names; the set folder tells them apart.
+            let set = file.parent().and_then(Path::parent).and_then(|p| p.file_name()).and_then(|n| n.to_str());
+            name = format!("{}/{name}", set.unwrap_or("other"));
+        }
         let bytes = std::fs::read(file)?;
         let start = Instant::now();
         let outcome = recon.add_photo(&name, &bytes, &mut |_, _| {}, &cancel);
