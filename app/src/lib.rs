@@ -1,1 +1,55 @@
-//! placeholder
+//! Vestige's user interface and wire protocol.
+//!
+//! This crate is compiled twice: with `ssr` into the server, which renders the pages, and with
+//! `hydrate` into the WASM client, which takes those pages over in the browser. It holds the
+//! Leptos components and [`protocol`], the typed messages both ends exchange.
+//!
+//! It is not the server (no sockets, storage or reconstruction here) and it does no 3D work of
+//! its own: anything that needs a browser API lives behind the `hydrate` feature.
+
+pub mod connection;
+pub mod pages;
+pub mod protocol;
+
+use leptos::prelude::*;
+use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};
+use leptos_router::{
+    components::{Route, Router, Routes},
+    path,
+};
+
+/// The HTML document the server renders around [`App`].
+pub fn shell(options: LeptosOptions) -> impl IntoView {
+    view! {
+        <!DOCTYPE html>
+        <html lang="en">
+            <head>
+                <meta charset="utf-8"/>
+                <meta name="viewport" content="width=device-width, initial-scale=1"/>
+                <AutoReload options=options.clone()/>
+                <HydrationScripts options/>
+                <MetaTags/>
+            </head>
+            <body>
+                <App/>
+            </body>
+        </html>
+    }
+}
+
+#[component]
+pub fn App() -> impl IntoView {
+    provide_meta_context();
+    view! {
+        <Stylesheet id="leptos" href="/pkg/vestige.css"/>
+        <Title text="Vestige"/>
+        <Router>
+            <main>
+                <Routes fallback=pages::NotFound>
+                    <Route path=path!("") view=pages::Lobby/>
+                    <Route path=path!("/rooms/:room") view=pages::RoomPage/>
+                </Routes>
+            </main>
+        </Router>
+    }
+}

@@ -1,1 +1,11 @@
-//! placeholder
+//! The browser entry point: hydrates the server-rendered Vestige pages with the `app` crate.
+//!
+//! It holds no logic of its own; cargo-leptos compiles it to WASM and the page's hydration
+//! script calls [`hydrate`].
+
+#[cfg(feature = "hydrate")]
+#[wasm_bindgen::prelude::wasm_bindgen]
+pub fn hydrate() {
+    console_error_panic_hook::set_once();
+    leptos::mount::hydrate_body(app::App);
+}

@@ -1,0 +1,49 @@
+import { test, expect } from '@playwright/test';
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+
+const baseURL = () => {
+  const url = process.env.VESTIGE_BASE_URL;
+  if (!url) throw new Error('VESTIGE_BASE_URL not set: the global setup did not start the server');
+  return url;
+};
+const artifacts = join(__dirname, '..', 'artifacts');
+
+test('room page connects through the server welcome, and /health reports the session', async ({ page, request }) => {
+  const consoleErrors: string[] = [];
+  page.on('console', (msg) => { if (msg.type() === 'error') consoleErrors.push(msg.text()); });
+  page.on('pageerror', (err) => consoleErrors.push(err.message));
+
+  await page.goto(`${baseURL()}/rooms/auditorio`);
+  await expect(page.getByRole('heading', { name: 'auditorio' })).toBeVisible();
+  const indicator = page.getByTestId('connection-state');
+  // The server renders "connecting"; only the WASM client, after the server's welcome, says connected.
+  await expect(indicator).toHaveAttribute('data-state', 'connected');
+  await expect(indicator).toHaveText(/Connected/);
+
+  const health = await request.get(`${baseURL()}/health`);
+  expect(health.status()).toBe(200);
+  const body = await health.json();
+  expect(body.status).toBe('ok');
+  expect(typeof body.version).toBe('string');
+  expect(body.uptime_seconds).toBeGreaterThan(0);
+  expect(body.open_connections).toBeGreaterThanOrEqual(1);
+
+  mkdirSync(artifacts, { recursive: true });
+  await page.screenshot({ path: join(artifacts, 'room-page.png'), fullPage: true });
+  expect(consoleErrors).toEqual([]);
+});
+
+test('an invalid room name is explained, not crashed on', async ({ page }) => {
+  await page.goto(`${baseURL()}/rooms/Not..Valid`);
+  await expect(page.getByTestId('connection-state')).toHaveAttribute('data-state', 'offline');
+  await expect(page.getByTestId('connection-state')).toContainText('lowercase');
+});
+
+test('the lobby takes a room name and opens the room', async ({ page }) => {
+  await page.goto(`${baseURL()}/`);
+  await page.getByLabel('Room').fill('sceaux');
+  await page.getByRole('button', { name: 'Join' }).click();
+  await expect(page).toHaveURL(/\/rooms\/sceaux$/);
+  await expect(page.getByTestId('connection-state')).toHaveAttribute('data-state', 'connected');
+});

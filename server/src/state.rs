@@ -1,0 +1,61 @@
+//! State shared by every request handler.
+
+use axum::extract::FromRef;
+use leptos::prelude::LeptosOptions;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::time::Instant;
+use tokio::sync::watch;
+
+#[derive(Clone)]
+pub struct AppState {
+    pub leptos: LeptosOptions,
+    pub inner: Arc<Shared>,
+}
+
+pub struct Shared {
+    pub started: Instant,
+    pub open_connections: AtomicUsize,
+    next_connection_id: AtomicU64,
+    /// Flips to `true` once on SIGINT/SIGTERM; sessions watch it to close with "going away" so
+    /// clients reconnect to the next server instead of seeing an abrupt drop.
+    pub shutdown: watch::Receiver<bool>,
+}
+
+impl AppState {
+    pub fn new(leptos: LeptosOptions, shutdown: watch::Receiver<bool>) -> Self {
+        Self {
+            leptos,
+            inner: Arc::new(Shared {
+                started: Instant::now(),
+                open_connections: AtomicUsize::new(0),
+                next_connection_id: AtomicU64::new(1),
+                shutdown,
+            }),
+        }
+    }
+
+    pub fn next_connection_id(&self) -> u64 {
+        self.inner.next_connection_id.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Counts a WebSocket as open until the returned guard drops, however the session ends.
+    pub fn track_connection(&self) -> ConnectionGuard {
+        self.inner.open_connections.fetch_add(1, Ordering::Relaxed);
+        ConnectionGuard(self.inner.clone())
+    }
+}
+
+pub struct ConnectionGuard(Arc<Shared>);
+
+impl Drop for ConnectionGuard {
+    fn drop(&mut self) {
+        self.0.open_connections.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl FromRef<AppState> for LeptosOptions {
+    fn from_ref(state: &AppState) -> Self {
+        state.leptos.clone()
+    }
+}

@@ -1,0 +1,221 @@
+//! The server on a real socket on 127.0.0.1, spoken to by real WebSocket and HTTP clients.
+
+use app::protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, close_code};
+use futures_util::{SinkExt, StreamExt};
+use server::config::Config;
+use server::health::Health;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+struct TestServer {
+    addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<()>,
+    _data: tempfile::TempDir,
+}
+
+impl TestServer {
+    async fn start() -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let bound = server::Bound::bind(&Config::for_data_dir(data.path().to_owned())).await.expect("bind");
+        let addr = bound.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(async move {
+            bound.serve(async { let _ = stopped.await; }).await.expect("serve");
+        });
+        Self { addr, stop: Some(stop), done, _data: data }
+    }
+
+    async fn connect(&self, room: &str) -> Socket {
+        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/rooms/{room}", self.addr))
+            .await
+            .expect("connect");
+        socket
+    }
+
+    async fn health(&self) -> Health {
+        reqwest::get(format!("http://{}/health", self.addr)).await.expect("get").json().await.expect("json")
+    }
+}
+
+async fn send(socket: &mut Socket, message: &ClientMessage) {
+    socket.send(Message::text(message.to_json())).await.expect("send");
+}
+
+/// The next server message, skipping transport pings.
+async fn next(socket: &mut Socket) -> Result<ServerMessage, Option<(CloseCode, String)>> {
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("reply within 5 s");
+        match frame {
+            Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text).expect("valid server JSON")),
+            Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| (f.code, f.reason.to_string()))),
+            Some(Ok(_)) => continue,
+            Some(Err(_)) | None => return Err(None),
+        }
+    }
+}
+
+async fn hello(socket: &mut Socket) -> ServerMessage {
+    send(socket, &ClientMessage::Hello { version: PROTOCOL_VERSION, name: Some("Ana".into()) }).await;
+    next(socket).await.expect("welcome")
+}
+
+#[tokio::test]
+async fn hello_gets_welcome_and_ping_gets_pong() {
+    let server = TestServer::start().await;
+    let mut socket = server.connect("auditorio").await;
+    match hello(&mut socket).await {
+        ServerMessage::Welcome { version, room, server_version, .. } => {
+            assert_eq!(version, PROTOCOL_VERSION);
+            assert_eq!(room.as_str(), "auditorio");
+            assert_eq!(server_version, env!("CARGO_PKG_VERSION"));
+        }
+        other => panic!("expected welcome, got {other:?}"),
+    }
+    send(&mut socket, &ClientMessage::Ping { nonce: 42 }).await;
+    assert_eq!(next(&mut socket).await, Ok(ServerMessage::Pong { nonce: 42 }));
+}
+
+#[tokio::test]
+async fn health_counts_open_connections() {
+    let server = TestServer::start().await;
+    let before = server.health().await;
+    assert_eq!(before.status, "ok");
+    assert_eq!(before.open_connections, 0);
+    let mut a = server.connect("room-a").await;
+    let mut b = server.connect("room-b").await;
+    hello(&mut a).await;
+    hello(&mut b).await;
+    assert_eq!(server.health().await.open_connections, 2);
+    a.close(None).await.expect("close");
+    drop(a);
+    // The server notices the close asynchronously.
+    let mut open = usize::MAX;
+    for _ in 0..50 {
+        open = server.health().await.open_connections;
+        if open == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(open, 1);
+}
+
+#[tokio::test]
+async fn bad_frames_get_errors_and_the_session_survives() {
+    let server = TestServer::start().await;
+    let mut socket = server.connect("auditorio").await;
+    hello(&mut socket).await;
+
+    let bad_inputs = [
+        Message::text("{not json"),
+        Message::text(r#"{"type":"launch_missiles"}"#),
+        Message::text(r#"{"type":"ping","nonce":"seven"}"#),
+        Message::binary(vec![0u8, 159, 146, 150, 255]),
+        Message::text(ClientMessage::Hello { version: PROTOCOL_VERSION, name: None }.to_json()),
+    ];
+    let expected = [
+        ErrorCode::BadMessage,
+        ErrorCode::BadMessage,
+        ErrorCode::BadMessage,
+        ErrorCode::UnexpectedBinary,
+        ErrorCode::OutOfOrder,
+    ];
+    for (input, code) in bad_inputs.into_iter().zip(expected) {
+        socket.send(input).await.expect("send");
+        match next(&mut socket).await {
+            Ok(ServerMessage::Error { code: got, message }) => {
+                assert_eq!(got, code);
+                assert!(!message.is_empty());
+            }
+            other => panic!("expected an error, got {other:?}"),
+        }
+    }
+    send(&mut socket, &ClientMessage::Ping { nonce: 1 }).await;
+    assert_eq!(next(&mut socket).await, Ok(ServerMessage::Pong { nonce: 1 }));
+}
+
+#[tokio::test]
+async fn oversized_frames_close_only_that_connection() {
+    let server = TestServer::start().await;
+    let mut big = server.connect("auditorio").await;
+    let mut bystander = server.connect("auditorio").await;
+    hello(&mut big).await;
+    hello(&mut bystander).await;
+    let huge = format!(r#"{{"type":"ping","nonce":1,"pad":"{}"}}"#, "x".repeat(200 * 1024));
+    // The server may drop the connection while we are still writing.
+    let _ = big.send(Message::text(huge)).await;
+    match next(&mut big).await {
+        Err(Some((code, _))) => assert_eq!(code, CloseCode::Size),
+        Err(None) => {}
+        Ok(other) => panic!("expected the oversized connection to close, got {other:?}"),
+    }
+    send(&mut bystander, &ClientMessage::Ping { nonce: 9 }).await;
+    assert_eq!(next(&mut bystander).await, Ok(ServerMessage::Pong { nonce: 9 }));
+}
+
+#[tokio::test]
+async fn wrong_version_or_missing_hello_is_refused_with_a_close_code() {
+    let server = TestServer::start().await;
+    let mut old = server.connect("auditorio").await;
+    send(&mut old, &ClientMessage::Hello { version: PROTOCOL_VERSION + 1, name: None }).await;
+    let closed = next(&mut old).await.expect_err("closed");
+    assert_eq!(closed.map(|(code, _)| u16::from(code)), Some(close_code::PROTOCOL_MISMATCH));
+
+    let mut rude = server.connect("auditorio").await;
+    send(&mut rude, &ClientMessage::Ping { nonce: 1 }).await;
+    let closed = next(&mut rude).await.expect_err("closed");
+    let (code, reason) = closed.expect("close frame");
+    assert_eq!(u16::from(code), close_code::PROTOCOL_MISMATCH);
+    assert!(reason.contains("hello"), "reason says what was expected: {reason}");
+}
+
+#[tokio::test]
+async fn bad_room_ids_are_rejected_before_upgrading() {
+    let server = TestServer::start().await;
+    for bad in ["Upper", "a..b", "a%2Fb", "-x", "%00"] {
+        let err = tokio_tungstenite::connect_async(format!("ws://{}/ws/rooms/{bad}", server.addr))
+            .await
+            .expect_err("refused");
+        match err {
+            tokio_tungstenite::tungstenite::Error::Http(response) => {
+                assert_eq!(response.status(), 400, "room {bad:?}");
+            }
+            other => panic!("expected an HTTP refusal for {bad:?}, got {other:?}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn shutdown_closes_sessions_with_going_away() {
+    let mut server = TestServer::start().await;
+    let mut socket = server.connect("auditorio").await;
+    hello(&mut socket).await;
+    server.stop.take().expect("running").send(()).expect("signal");
+    let closed = next(&mut socket).await.expect_err("closed");
+    assert_eq!(closed.map(|(code, _)| u16::from(code)), Some(close_code::GOING_AWAY));
+    tokio::time::timeout(Duration::from_secs(5), &mut server.done).await.expect("server stops").expect("clean");
+}
+
+#[tokio::test]
+async fn pages_are_server_rendered() {
+    let server = TestServer::start().await;
+    let room = reqwest::get(format!("http://{}/rooms/auditorio", server.addr)).await.expect("get");
+    assert_eq!(room.status(), 200);
+    let html = room.text().await.expect("body");
+    assert!(html.contains("auditorio"), "room name rendered");
+    assert!(html.contains(r#"data-state="connecting""#), "connection state rendered before hydration");
+    assert!(html.contains("/pkg/vestige.js"), "hydration script linked");
+
+    let lobby = reqwest::get(format!("http://{}/", server.addr)).await.expect("get");
+    assert_eq!(lobby.status(), 200);
+    assert!(lobby.text().await.expect("body").contains("Join"));
+
+    let missing = reqwest::get(format!("http://{}/no/such/page", server.addr)).await.expect("get");
+    assert_eq!(missing.status(), 404);
+}
