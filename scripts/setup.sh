@@ -17,7 +17,7 @@ apt_install() {
   DEBIAN_FRONTEND=noninteractive as_root apt-get install -y -qq "$@"
 }
 
-export PATH="$HOME/.cargo/bin:$PATH"
+export PATH="${CARGO_HOME:-$HOME/.cargo}/bin:$PATH"
 command -v rustup >/dev/null || { echo "rustup is required (https://rustup.rs); install it, then run this again" >&2; exit 1; }
 command -v cc >/dev/null || { say "installing a C compiler"; apt_install build-essential; }
 command -v pkg-config >/dev/null || { say "installing pkg-config"; apt_install pkg-config; }

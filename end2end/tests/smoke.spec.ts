@@ -13,6 +13,7 @@ test('room page connects through the server welcome, and /health reports the ses
   const consoleErrors: string[] = [];
   page.on('console', (msg) => { if (msg.type() === 'error') consoleErrors.push(msg.text()); });
   page.on('pageerror', (err) => consoleErrors.push(err.message));
+  page.on('response', (res) => { if (res.status() >= 400) consoleErrors.push(`${res.status()} ${res.url()}`); });
 
   await page.goto(`${baseURL()}/rooms/auditorio`);
   await expect(page.getByRole('heading', { name: 'auditorio' })).toBeVisible();
