@@ -4,8 +4,9 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use nalgebra::{Point2, Point3};
 use openmvg_ba::{
-    BundleAdjuster, BundleIntrinsic, BundleObservation, BundlePoint, BundlePose, BundleProblem, IntrinsicVariables,
-    NativeBundleAdjuster, PoseVariables, ResidualScale, RobustLoss, SolveConfig,
+    BundleAdjuster, BundleIntrinsic, BundleObservation, BundlePoint, BundlePose, BundleProblem,
+    IntrinsicVariables, NativeBundleAdjuster, PoseVariables, ResidualScale, RobustLoss,
+    SolveConfig,
 };
 use openmvg_core::PixelThreshold;
 use openmvg_core::camera::Camera;
@@ -49,7 +50,9 @@ pub fn adjust(scene: &mut Scene, job: &Adjustment<'_>) -> AdjustReport {
     let mut points = Vec::new();
     let mut observations = Vec::new();
     for &p in job.points {
-        let Some(point) = scene.points.get(&p) else { continue };
+        let Some(point) = scene.points.get(&p) else {
+            continue;
+        };
         let registered: Vec<(ViewIdx, u32)> = point
             .observations
             .iter()
@@ -59,23 +62,40 @@ pub fn adjust(scene: &mut Scene, job: &Adjustment<'_>) -> AdjustReport {
         if registered.len() < 2 {
             continue;
         }
-        let Ok(bp) = BundlePoint::try_new(Point3::from(point.position)) else { continue };
+        let Ok(bp) = BundlePoint::try_new(Point3::from(point.position)) else {
+            continue;
+        };
         let pi = points.len();
         points.push(bp);
         point_index.push(p);
         for (v, kp) in registered {
             let Some(view) = scene.view(v) else { continue };
-            let (Some(pose), Some(pixel)) = (view.pose, view.features.positions.get(kp as usize)) else { continue };
+            let (Some(pose), Some(pixel)) = (view.pose, view.features.positions.get(kp as usize))
+            else {
+                continue;
+            };
             let slot = match pose_of.get(&v) {
                 Some(&s) => s,
                 None => {
-                    let Some(om_pose) = pose.to_openmvg() else { continue };
+                    let Some(om_pose) = pose.to_openmvg() else {
+                        continue;
+                    };
                     let free = job.free_views.contains(&v);
-                    let vars = if free { PoseVariables::FREE } else { PoseVariables::FIXED };
+                    let vars = if free {
+                        PoseVariables::FREE
+                    } else {
+                        PoseVariables::FIXED
+                    };
                     let k = &view.intrinsics;
-                    let refine = job.refine_focal && free && view.intrinsics_source != IntrinsicsSource::Given;
-                    let Ok(camera) = Camera::try_pinhole(k.fx, k.fy, k.cx, k.cy) else { continue };
-                    let Ok(ci) = CameraIntrinsics::try_new(camera, view.width, view.height) else { continue };
+                    let refine = job.refine_focal
+                        && free
+                        && view.intrinsics_source != IntrinsicsSource::Given;
+                    let Ok(camera) = Camera::try_pinhole(k.fx, k.fy, k.cx, k.cy) else {
+                        continue;
+                    };
+                    let Ok(ci) = CameraIntrinsics::try_new(camera, view.width, view.height) else {
+                        continue;
+                    };
                     let bi = if refine {
                         BundleIntrinsic::try_new(ci, IntrinsicVariables::FIXED.with_focal(true))
                     } else {
@@ -98,11 +118,15 @@ pub fn adjust(scene: &mut Scene, job: &Adjustment<'_>) -> AdjustReport {
     if observations.is_empty() || !pose_of.keys().any(|v| job.free_views.contains(v)) {
         return AdjustReport::default();
     }
-    let Ok(scale) = PixelThreshold::try_new(job.loss_scale) else { return AdjustReport::default() };
+    let Ok(scale) = PixelThreshold::try_new(job.loss_scale) else {
+        return AdjustReport::default();
+    };
     let problem = BundleProblem::builder(poses, intrinsics, points, observations)
         .with_robust_loss(RobustLoss::Cauchy(ResidualScale::Pixels(scale)))
         .build();
-    let Ok(problem) = problem else { return AdjustReport::default() };
+    let Ok(problem) = problem else {
+        return AdjustReport::default();
+    };
     let config = SolveConfig::default().with_max_iterations(job.max_iterations);
     let audit_config = config;
     let Ok(solution) = NativeBundleAdjuster::new().solve(&problem, config) else {
@@ -110,14 +134,21 @@ pub fn adjust(scene: &mut Scene, job: &Adjustment<'_>) -> AdjustReport {
     };
     let final_rmse = solution.report().final_rmse();
     if solution.audit_for_commit(&problem, &audit_config).is_err() {
-        return AdjustReport { final_rmse, applied: false };
+        return AdjustReport {
+            final_rmse,
+            applied: false,
+        };
     }
     let quarantined: BTreeSet<usize> = solution.quarantined_points().iter().copied().collect();
     for (&v, &slot) in &pose_of {
         if !job.free_views.contains(&v) {
             continue;
         }
-        let (Some(pose), Some(view)) = (solution.poses().get(slot), scene.views.get_mut(v as usize)) else { continue };
+        let (Some(pose), Some(view)) =
+            (solution.poses().get(slot), scene.views.get_mut(v as usize))
+        else {
+            continue;
+        };
         view.pose = Some(Pose::from_openmvg(pose));
         if let Some(k) = solution.intrinsics().get(slot).and_then(|ci| {
             use openmvg_core::camera::CameraModel;
@@ -137,5 +168,8 @@ pub fn adjust(scene: &mut Scene, job: &Adjustment<'_>) -> AdjustReport {
             point.position = x.coords;
         }
     }
-    AdjustReport { final_rmse, applied: true }
+    AdjustReport {
+        final_rmse,
+        applied: true,
+    }
 }

@@ -57,35 +57,40 @@ fn sniff_format(bytes: &[u8]) -> Result<ImageFormat, ReconError> {
 fn jpeg_has_end(bytes: &[u8]) -> bool {
     let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
     match last_scan {
-        Some(at) => bytes.get(at..).is_some_and(|tail| tail.windows(2).any(|w| w == [0xFF, 0xD9])),
+        Some(at) => bytes
+            .get(at..)
+            .is_some_and(|tail| tail.windows(2).any(|w| w == [0xFF, 0xD9])),
         None => false,
     }
 }
 
 fn read_exif(bytes: &[u8]) -> ExifFacts {
-    let mut facts = ExifFacts { orientation: 1, ..ExifFacts::default() };
+    let mut facts = ExifFacts {
+        orientation: 1,
+        ..ExifFacts::default()
+    };
     // A photo without (or with broken) EXIF is still a photo: fall back silently.
     let Ok(exif) = exif::Reader::new().read_from_container(&mut Cursor::new(bytes)) else {
         return facts;
     };
     let field = |tag| exif.get_field(tag, exif::In::PRIMARY);
-    if let Some(o) = field(exif::Tag::Orientation).and_then(|f| f.value.get_uint(0)) {
-        if (1..=8).contains(&o) {
-            facts.orientation = o as u8;
-        }
+    if let Some(o) = field(exif::Tag::Orientation).and_then(|f| f.value.get_uint(0))
+        && (1..=8).contains(&o)
+    {
+        facts.orientation = o as u8;
     }
-    if let Some(f) = field(exif::Tag::FocalLengthIn35mmFilm).and_then(|f| f.value.get_uint(0)) {
-        if (8..=2000).contains(&f) {
-            facts.focal_35mm = Some(f64::from(f));
-        }
+    if let Some(f) = field(exif::Tag::FocalLengthIn35mmFilm).and_then(|f| f.value.get_uint(0))
+        && (8..=2000).contains(&f)
+    {
+        facts.focal_35mm = Some(f64::from(f));
     }
-    if let Some(exif::Value::Rational(v)) = field(exif::Tag::FocalLength).map(|f| &f.value) {
-        if let Some(r) = v.first() {
-            let mm = r.to_f64();
-            if mm.is_finite() && mm > 0.5 && mm < 2000.0 {
-                facts.focal_mm = Some(mm);
-            }
-        }
+    if let Some(exif::Value::Rational(v)) = field(exif::Tag::FocalLength).map(|f| &f.value)
+        && let Some(mm) = v.first().map(|r| r.to_f64())
+        && mm.is_finite()
+        && mm > 0.5
+        && mm < 2000.0
+    {
+        facts.focal_mm = Some(mm);
     }
     facts
 }
@@ -98,7 +103,9 @@ pub fn decode_photo(
 ) -> Result<DecodedPhoto, ReconError> {
     let format = sniff_format(bytes)?;
     if format == ImageFormat::Jpeg && !jpeg_has_end(bytes) {
-        return Err(ReconError::Decode("truncated JPEG: no end-of-image marker after the scan".into()));
+        return Err(ReconError::Decode(
+            "truncated JPEG: no end-of-image marker after the scan".into(),
+        ));
     }
     let reader = |limits: Limits| {
         let mut r = ImageReader::with_format(Cursor::new(bytes), format);
@@ -110,15 +117,25 @@ pub fn decode_photo(
         .map_err(|e| ReconError::Decode(e.to_string()))?;
     let pixels = u64::from(width) * u64::from(height);
     if pixels > max_pixels {
-        return Err(ReconError::ImageTooLarge { width, height, max_pixels });
+        return Err(ReconError::ImageTooLarge {
+            width,
+            height,
+            max_pixels,
+        });
     }
     if width < MIN_SIDE || height < MIN_SIDE {
-        return Err(ReconError::ImageTooSmall { width, height, min_side: MIN_SIDE });
+        return Err(ReconError::ImageTooSmall {
+            width,
+            height,
+            min_side: MIN_SIDE,
+        });
     }
     let mut limits = Limits::default();
     // Room for the widest pixel type (16-bit RGBA) plus decoder scratch.
     limits.max_alloc = Some(pixels.saturating_mul(8).saturating_add(64 << 20));
-    let image = reader(limits).decode().map_err(|e| ReconError::Decode(e.to_string()))?;
+    let image = reader(limits)
+        .decode()
+        .map_err(|e| ReconError::Decode(e.to_string()))?;
     let exif = read_exif(bytes);
     let mut image = match image {
         DynamicImage::ImageRgb8(_) => image,
@@ -140,5 +157,11 @@ pub fn decode_photo(
         // to within half a pixel.
         scale = f64::from(w) / f64::from(original_width);
     }
-    Ok(DecodedPhoto { rgb, original_width, original_height, scale, exif })
+    Ok(DecodedPhoto {
+        rgb,
+        original_width,
+        original_height,
+        scale,
+        exif,
+    })
 }

@@ -5,7 +5,9 @@ use nalgebra::{Point3, Vector3};
 use openmvg_core::{AngularThreshold, NormalizedImageThreshold, PixelThreshold};
 use openmvg_geometry::correspondence::BearingCorrespondence;
 use openmvg_geometry::essential::estimate_essential;
-use openmvg_geometry::pose::{AbsolutePoseOptions, BearingToPoint, PoseRefinement, estimate_absolute_pose};
+use openmvg_geometry::pose::{
+    AbsolutePoseOptions, BearingToPoint, PoseRefinement, estimate_absolute_pose,
+};
 use openmvg_geometry::robust::RobustOptions;
 
 use crate::feature::Features;
@@ -40,10 +42,14 @@ pub fn verify_pair(
     let mut used = Vec::with_capacity(matches.len());
     let mut data = Vec::with_capacity(matches.len());
     for &(ia, ib) in matches {
-        let (Some(pa), Some(pb)) = (a.positions.get(ia as usize), b.positions.get(ib as usize)) else {
+        let (Some(pa), Some(pb)) = (a.positions.get(ia as usize), b.positions.get(ib as usize))
+        else {
             continue;
         };
-        let c = BearingCorrespondence::try_new(bearing(ka, *pa).into_inner(), bearing(kb, *pb).into_inner());
+        let c = BearingCorrespondence::try_new(
+            bearing(ka, *pa).into_inner(),
+            bearing(kb, *pb).into_inner(),
+        );
         if let Ok(c) = c {
             data.push(c);
             used.push((ia, ib));
@@ -55,13 +61,27 @@ pub fn verify_pair(
     if estimate.inliers().len() < MIN_PAIR_INLIERS {
         return None;
     }
-    let inlier_data: Vec<_> = estimate.inliers().iter().filter_map(|&i| data.get(i).copied()).collect();
-    let relative = estimate.model().decompose_with_cheirality(&inlier_data).and_then(|rel| {
-        let center = rel.baseline_direction_in_source().into_inner();
-        let pose = Pose { rotation: *rel.rotation_source_to_target(), center };
-        pose.center.iter().all(|v| v.is_finite()).then_some(pose)
-    });
-    let inliers = estimate.inliers().iter().filter_map(|&i| used.get(i).copied()).collect();
+    let inlier_data: Vec<_> = estimate
+        .inliers()
+        .iter()
+        .filter_map(|&i| data.get(i).copied())
+        .collect();
+    let relative = estimate
+        .model()
+        .decompose_with_cheirality(&inlier_data)
+        .and_then(|rel| {
+            let center = rel.baseline_direction_in_source().into_inner();
+            let pose = Pose {
+                rotation: *rel.rotation_source_to_target(),
+                center,
+            };
+            pose.center.iter().all(|v| v.is_finite()).then_some(pose)
+        });
+    let inliers = estimate
+        .inliers()
+        .iter()
+        .filter_map(|&i| used.get(i).copied())
+        .collect();
     Some(PairGeometry { inliers, relative })
 }
 
@@ -91,10 +111,15 @@ pub fn resect(
     if data.len() < 4 {
         return None;
     }
-    let threshold = AngularThreshold::from_pixels(PixelThreshold::try_new(pixel_threshold).ok()?, k.fx).ok()?;
+    let threshold =
+        AngularThreshold::from_pixels(PixelThreshold::try_new(pixel_threshold).ok()?, k.fx).ok()?;
     let options = AbsolutePoseOptions::default().with_refinement(PoseRefinement::Perspective);
     let estimate = estimate_absolute_pose(&data, threshold, &options).ok()?;
     let pose = Pose::from_openmvg(estimate.model());
-    let inliers = estimate.inliers().iter().filter_map(|&i| index.get(i).copied()).collect();
+    let inliers = estimate
+        .inliers()
+        .iter()
+        .filter_map(|&i| index.get(i).copied())
+        .collect();
     Some(Resection { pose, inliers })
 }

@@ -26,7 +26,10 @@ impl DatasetIntrinsics {
     /// Parse the file.
     pub fn load(path: &Path) -> Result<Self, ReconError> {
         let text = std::fs::read_to_string(path).map_err(|e| ReconError::io(path, e))?;
-        serde_json::from_str(&text).map_err(|e| ReconError::Malformed { what: path.display().to_string(), detail: e.to_string() })
+        serde_json::from_str(&text).map_err(|e| ReconError::Malformed {
+            what: path.display().to_string(),
+            detail: e.to_string(),
+        })
     }
 
     /// As settings intrinsics.
@@ -51,8 +54,12 @@ pub struct TrueCamera {
 /// (`cameras`/`images`), or a map keyed by image name.
 pub fn load_ground_truth(path: &Path) -> Result<Vec<TrueCamera>, ReconError> {
     let text = std::fs::read_to_string(path).map_err(|e| ReconError::io(path, e))?;
-    let malformed = |d: String| ReconError::Malformed { what: path.display().to_string(), detail: d };
-    let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| malformed(e.to_string()))?;
+    let malformed = |d: String| ReconError::Malformed {
+        what: path.display().to_string(),
+        detail: d,
+    };
+    let value: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| malformed(e.to_string()))?;
     let list = match &value {
         serde_json::Value::Array(_) => value.clone(),
         serde_json::Value::Object(map) => match map.get("cameras").or_else(|| map.get("images")) {
@@ -70,7 +77,8 @@ fn keyed(map: &serde_json::Map<String, serde_json::Value>) -> serde_json::Value 
         map.iter()
             .filter_map(|(name, v)| {
                 let mut obj = v.as_object()?.clone();
-                obj.entry("image").or_insert_with(|| serde_json::Value::String(name.clone()));
+                obj.entry("image")
+                    .or_insert_with(|| serde_json::Value::String(name.clone()));
                 Some(serde_json::Value::Object(obj))
             })
             .collect(),
@@ -111,12 +119,24 @@ fn rotation(m: &[[f64; 3]; 3]) -> Rotation3<f64> {
 pub fn compare_with_truth(estimated: &[Camera], truth: &[TrueCamera]) -> Option<PoseErrors> {
     let as_given = compare_oriented(estimated, truth, false)?;
     let transposed = compare_oriented(estimated, truth, true)?;
-    Some(if transposed.mean_rotation_deg < as_given.mean_rotation_deg { transposed } else { as_given })
+    Some(
+        if transposed.mean_rotation_deg < as_given.mean_rotation_deg {
+            transposed
+        } else {
+            as_given
+        },
+    )
 }
 
-fn compare_oriented(estimated: &[Camera], truth: &[TrueCamera], transpose: bool) -> Option<PoseErrors> {
-    let pairs: Vec<(&Camera, &TrueCamera)> =
-        estimated.iter().filter_map(|e| truth.iter().find(|t| t.image == e.image).map(|t| (e, t))).collect();
+fn compare_oriented(
+    estimated: &[Camera],
+    truth: &[TrueCamera],
+    transpose: bool,
+) -> Option<PoseErrors> {
+    let pairs: Vec<(&Camera, &TrueCamera)> = estimated
+        .iter()
+        .filter_map(|e| truth.iter().find(|t| t.image == e.image).map(|t| (e, t)))
+        .collect();
     if pairs.len() < 3 {
         return None;
     }
@@ -126,14 +146,21 @@ fn compare_oriented(estimated: &[Camera], truth: &[TrueCamera], transpose: bool)
         .collect();
     let sim = fit_alignment(&corr, None, AlignmentScale::Estimated).ok()?;
     let align_rot = sim.isometry.rotation.to_rotation_matrix();
-    let mut errors =
-        PoseErrors { compared: pairs.len(), truth_rotation_transposed: transpose, ..PoseErrors::default() };
+    let mut errors = PoseErrors {
+        compared: pairs.len(),
+        truth_rotation_transposed: transpose,
+        ..PoseErrors::default()
+    };
     for (e, t) in &pairs {
         let c = sim.transform_point(&Point3::from(e.center));
         let dp = (c.coords - Vector3::from(t.center)).norm();
         // A world point X_true = s R X_est + t, so R_est_aligned = R_est * R^T.
         let r_est = rotation(&e.rotation) * align_rot.inverse();
-        let r_true = if transpose { rotation(&t.rotation).inverse() } else { rotation(&t.rotation) };
+        let r_true = if transpose {
+            rotation(&t.rotation).inverse()
+        } else {
+            rotation(&t.rotation)
+        };
         let dr = crate::geometry::rotation_angle_deg(&(r_est.inverse() * r_true));
         errors.mean_position += dp;
         errors.mean_rotation_deg += dr;
@@ -176,9 +203,15 @@ pub fn mean_reprojection_error(scene: &crate::scene::Scene) -> f64 {
     let (mut sum, mut n) = (0.0, 0usize);
     for point in scene.points.values() {
         for &(v, kp) in &point.observations {
-            let Some(view) = scene.views.get(v as usize) else { continue };
-            let (Some(pose), Some(px)) = (view.pose, view.features.positions.get(kp as usize)) else { continue };
-            let e = crate::geometry::reprojection_error(&view.intrinsics, &pose, &point.position, *px);
+            let Some(view) = scene.views.get(v as usize) else {
+                continue;
+            };
+            let (Some(pose), Some(px)) = (view.pose, view.features.positions.get(kp as usize))
+            else {
+                continue;
+            };
+            let e =
+                crate::geometry::reprojection_error(&view.intrinsics, &pose, &point.position, *px);
             if e.is_finite() {
                 sum += e / view.scale;
                 n += 1;

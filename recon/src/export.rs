@@ -34,10 +34,17 @@ pub fn write_ply(path: &Path, points: &[Point]) -> Result<(), ReconError> {
 
 /// Parse a PLY written by [`ply_bytes`] (used by tests and tools that read points back).
 pub fn read_ply(bytes: &[u8]) -> Result<Vec<Point>, ReconError> {
-    let bad = |d: &str| ReconError::Malformed { what: "PLY".into(), detail: d.into() };
+    let bad = |d: &str| ReconError::Malformed {
+        what: "PLY".into(),
+        detail: d.into(),
+    };
     let marker = b"end_header\n";
-    let end = bytes.windows(marker.len()).position(|w| w == marker).ok_or_else(|| bad("no end_header"))?;
-    let header = std::str::from_utf8(bytes.get(..end).unwrap_or_default()).map_err(|_| bad("header not UTF-8"))?;
+    let end = bytes
+        .windows(marker.len())
+        .position(|w| w == marker)
+        .ok_or_else(|| bad("no end_header"))?;
+    let header = std::str::from_utf8(bytes.get(..end).unwrap_or_default())
+        .map_err(|_| bad("header not UTF-8"))?;
     let count: usize = header
         .lines()
         .find_map(|l| l.strip_prefix("element vertex "))
@@ -48,10 +55,15 @@ pub fn read_ply(bytes: &[u8]) -> Result<Vec<Point>, ReconError> {
         return Err(bad("body length does not match vertex count"));
     }
     Ok(body
-        .chunks_exact(15)
+        .as_chunks::<15>()
+        .0
+        .iter()
         .map(|c| {
             let f = |i: usize| f32::from_le_bytes([c[i], c[i + 1], c[i + 2], c[i + 3]]);
-            Point { position: [f(0), f(4), f(8)], color: [c[12], c[13], c[14]] }
+            Point {
+                position: [f(0), f(4), f(8)],
+                color: [c[12], c[13], c[14]],
+            }
         })
         .collect())
 }
@@ -84,7 +96,13 @@ pub fn camera_records(ids: &[String], cameras: &[Camera]) -> Vec<CameraRecord> {
                 rotation: Some(c.rotation),
                 center: Some(c.center),
             },
-            None => CameraRecord { image: id.clone(), registered: false, k: None, rotation: None, center: None },
+            None => CameraRecord {
+                image: id.clone(),
+                registered: false,
+                k: None,
+                rotation: None,
+                center: None,
+            },
         })
         .collect()
 }
@@ -109,9 +127,18 @@ pub fn timings_json(per_photo: &[(String, StageTimings)]) -> serde_json::Value {
 pub fn write_colmap_text(dir: &Path, scene: &Scene) -> Result<(), ReconError> {
     std::fs::create_dir_all(dir).map_err(|e| ReconError::io(dir, e))?;
     let (mut cameras, mut images, mut points) = (String::new(), String::new(), String::new());
-    let _ = writeln!(cameras, "# Camera list with one line of data per camera:\n#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]");
-    let _ = writeln!(images, "# Image list with two lines of data per image:\n#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME\n#   POINTS2D[] as (X, Y, POINT3D_ID)");
-    let _ = writeln!(points, "# 3D point list with one line of data per point:\n#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)");
+    let _ = writeln!(
+        cameras,
+        "# Camera list with one line of data per camera:\n#   CAMERA_ID, MODEL, WIDTH, HEIGHT, PARAMS[]"
+    );
+    let _ = writeln!(
+        images,
+        "# Image list with two lines of data per image:\n#   IMAGE_ID, QW, QX, QY, QZ, TX, TY, TZ, CAMERA_ID, NAME\n#   POINTS2D[] as (X, Y, POINT3D_ID)"
+    );
+    let _ = writeln!(
+        points,
+        "# 3D point list with one line of data per point:\n#   POINT3D_ID, X, Y, Z, R, G, B, ERROR, TRACK[] as (IMAGE_ID, POINT2D_IDX)"
+    );
     for (i, view) in scene.views.iter().enumerate() {
         let Some(pose) = view.pose else { continue };
         let id = i + 1;
@@ -119,11 +146,27 @@ pub fn write_colmap_text(dir: &Path, scene: &Scene) -> Result<(), ReconError> {
         let _ = writeln!(
             cameras,
             "{id} PINHOLE {} {} {} {} {} {}",
-            view.original_width, view.original_height, k.fx, k.fy, k.cx + 0.5, k.cy + 0.5
+            view.original_width,
+            view.original_height,
+            k.fx,
+            k.fy,
+            k.cx + 0.5,
+            k.cy + 0.5
         );
         let q = nalgebra::UnitQuaternion::from_rotation_matrix(&pose.rotation);
         let t = -(pose.rotation * pose.center);
-        let _ = writeln!(images, "{id} {} {} {} {} {} {} {} {id} {}", q.w, q.i, q.j, q.k, t.x, t.y, t.z, view.id.replace(' ', "_"));
+        let _ = writeln!(
+            images,
+            "{id} {} {} {} {} {} {} {} {id} {}",
+            q.w,
+            q.i,
+            q.j,
+            q.k,
+            t.x,
+            t.y,
+            t.z,
+            view.id.replace(' ', "_")
+        );
         let mut line = String::new();
         for (kp, px) in view.features.positions.iter().enumerate() {
             let p = view.point(kp as u32).map_or(-1i64, |p| i64::from(p) + 1);
@@ -137,19 +180,36 @@ pub fn write_colmap_text(dir: &Path, scene: &Scene) -> Result<(), ReconError> {
         let mut err = 0.0;
         let mut track = String::new();
         for &(v, kp) in &point.observations {
-            if let Some(view) = scene.views.get(v as usize) {
-                if let (Some(pose), Some(px)) = (view.pose, view.features.positions.get(kp as usize)) {
-                    err += crate::geometry::reprojection_error(&view.intrinsics, &pose, &point.position, *px) / view.scale;
-                }
+            if let Some(view) = scene.views.get(v as usize)
+                && let (Some(pose), Some(px)) =
+                    (view.pose, view.features.positions.get(kp as usize))
+            {
+                err += crate::geometry::reprojection_error(
+                    &view.intrinsics,
+                    &pose,
+                    &point.position,
+                    *px,
+                ) / view.scale;
             }
             let _ = write!(track, " {} {kp}", v + 1);
         }
         err /= point.observations.len().max(1) as f64;
         let [r, g, b] = point.color;
         let p = point.position;
-        let _ = writeln!(points, "{} {} {} {} {r} {g} {b} {err}{track}", id + 1, p.x, p.y, p.z);
+        let _ = writeln!(
+            points,
+            "{} {} {} {} {r} {g} {b} {err}{track}",
+            id + 1,
+            p.x,
+            p.y,
+            p.z
+        );
     }
-    for (name, text) in [("cameras.txt", cameras), ("images.txt", images), ("points3D.txt", points)] {
+    for (name, text) in [
+        ("cameras.txt", cameras),
+        ("images.txt", images),
+        ("points3D.txt", points),
+    ] {
         let path = dir.join(name);
         std::fs::write(&path, text).map_err(|e| ReconError::io(&path, e))?;
     }

@@ -35,7 +35,12 @@ impl Features {
 
     /// The descriptors as slices, the form the matchers take.
     pub fn descriptor_slices(&self) -> Vec<&[u8]> {
-        self.descriptors.chunks_exact(DESCRIPTOR_LEN).collect()
+        self.descriptors
+            .as_chunks::<DESCRIPTOR_LEN>()
+            .0
+            .iter()
+            .map(|d| d.as_slice())
+            .collect()
     }
 }
 

@@ -18,7 +18,10 @@ pub struct Pose {
 impl Pose {
     /// The pose at the origin looking down +z.
     pub fn identity() -> Self {
-        Self { rotation: Rotation3::identity(), center: Vector3::zeros() }
+        Self {
+            rotation: Rotation3::identity(),
+            center: Vector3::zeros(),
+        }
     }
 
     /// The point in camera coordinates.
@@ -36,7 +39,10 @@ impl Pose {
     }
 
     pub(crate) fn from_openmvg(pose: &WorldToCameraPose) -> Self {
-        Self { rotation: *pose.rotation(), center: pose.center().coords }
+        Self {
+            rotation: *pose.rotation(),
+            center: pose.center().coords,
+        }
     }
 
     /// Row-major rotation matrix.
@@ -52,13 +58,23 @@ pub fn project(k: &Intrinsics, pose: &Pose, world: &Vector3<f64>) -> Option<Poin
     if c.z <= 1e-12 {
         return None;
     }
-    Some(Point2::new(k.fx * c.x / c.z + k.cx, k.fy * c.y / c.z + k.cy))
+    Some(Point2::new(
+        k.fx * c.x / c.z + k.cx,
+        k.fy * c.y / c.z + k.cy,
+    ))
 }
 
 /// Reprojection error in pixels (infinite when the point is behind the camera).
-pub fn reprojection_error(k: &Intrinsics, pose: &Pose, world: &Vector3<f64>, pixel: [f32; 2]) -> f64 {
+pub fn reprojection_error(
+    k: &Intrinsics,
+    pose: &Pose,
+    world: &Vector3<f64>,
+    pixel: [f32; 2],
+) -> f64 {
     match project(k, pose, world) {
-        Some(p) => ((p.x - f64::from(pixel[0])).powi(2) + (p.y - f64::from(pixel[1])).powi(2)).sqrt(),
+        Some(p) => {
+            ((p.x - f64::from(pixel[0])).powi(2) + (p.y - f64::from(pixel[1])).powi(2)).sqrt()
+        }
         None => f64::INFINITY,
     }
 }
@@ -91,5 +107,7 @@ pub fn ray_angle(a: &Vector3<f64>, b: &Vector3<f64>, point: &Vector3<f64>) -> f6
 /// Angle in degrees of a rotation. Goes through a quaternion because `acos` of a trace that
 /// rounds just above 3 gives NaN for (near) identities.
 pub fn rotation_angle_deg(r: &Rotation3<f64>) -> f64 {
-    nalgebra::UnitQuaternion::from_rotation_matrix(r).angle().to_degrees()
+    nalgebra::UnitQuaternion::from_rotation_matrix(r)
+        .angle()
+        .to_degrees()
 }

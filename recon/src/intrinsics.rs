@@ -29,10 +29,18 @@ pub fn resolve(given: Option<&Intrinsics>, photo: &DecodedPhoto) -> (Intrinsics,
     }
     let (w, h) = (f64::from(photo.rgb.width()), f64::from(photo.rgb.height()));
     let long_side = w.max(h);
-    let centre = |f: f64| Intrinsics { fx: f, fy: f, cx: (w - 1.0) / 2.0, cy: (h - 1.0) / 2.0 };
+    let centre = |f: f64| Intrinsics {
+        fx: f,
+        fy: f,
+        cx: (w - 1.0) / 2.0,
+        cy: (h - 1.0) / 2.0,
+    };
     // The 35 mm equivalent refers to the 36 mm long side of a full frame.
     match photo.exif.focal_35mm {
         Some(f35) => (centre(f35 / 36.0 * long_side), IntrinsicsSource::Exif),
-        None => (centre(PRIOR_FOCAL_FACTOR * long_side), IntrinsicsSource::Prior),
+        None => (
+            centre(PRIOR_FOCAL_FACTOR * long_side),
+            IntrinsicsSource::Prior,
+        ),
     }
 }

@@ -21,7 +21,9 @@ pub struct MatchIndex {
 
 impl std::fmt::Debug for MatchIndex {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("MatchIndex").field("descriptors", &self.hnsw.indexed_descriptor_count()).finish()
+        f.debug_struct("MatchIndex")
+            .field("descriptors", &self.hnsw.indexed_descriptor_count())
+            .finish()
     }
 }
 
@@ -36,23 +38,38 @@ impl MatchIndex {
         Some(Self { hnsw })
     }
 
-    fn query(&self, queries: &[&[u8]]) -> Result<Vec<Vec<openmvg_features::matching::Match>>, MatcherError> {
-        let parts: Result<Vec<_>, _> =
-            queries.par_chunks(CHUNK).map(|chunk| self.hnsw.query_batch(chunk, 2)).collect();
+    fn query(
+        &self,
+        queries: &[&[u8]],
+    ) -> Result<Vec<Vec<openmvg_features::matching::Match>>, MatcherError> {
+        let parts: Result<Vec<_>, _> = queries
+            .par_chunks(CHUNK)
+            .map(|chunk| self.hnsw.query_batch(chunk, 2))
+            .collect();
         Ok(parts?.into_iter().flatten().collect())
     }
 }
 
 /// Mutual ratio-test matches between `a` and `b` as (keypoint in a, keypoint in b), sorted.
-pub fn match_pair(a: &Features, index_a: &MatchIndex, b: &Features, index_b: &MatchIndex) -> Vec<(u32, u32)> {
+pub fn match_pair(
+    a: &Features,
+    index_a: &MatchIndex,
+    b: &Features,
+    index_b: &MatchIndex,
+) -> Vec<(u32, u32)> {
     let queries = a.descriptor_slices();
     let database = b.descriptor_slices();
     if !MatchAcceptance::Reciprocal.can_match(queries.len(), database.len()) {
         return Vec::new();
     }
-    let Ok(forward) = index_b.query(&queries) else { return Vec::new() };
+    let Ok(forward) = index_b.query(&queries) else {
+        return Vec::new();
+    };
     let kept = MatchAcceptance::Reciprocal.filter_squared(&forward, RATIO, |targets| {
-        let rows: Vec<&[u8]> = targets.iter().filter_map(|&t| database.get(t).copied()).collect();
+        let rows: Vec<&[u8]> = targets
+            .iter()
+            .filter_map(|&t| database.get(t).copied())
+            .collect();
         index_a.query(&rows)
     });
     let mut pairs: Vec<(u32, u32)> = kept
@@ -70,7 +87,9 @@ pub fn overlap_score(a: &Features, index_b: &MatchIndex, sample: usize) -> usize
     let all = a.descriptor_slices();
     let step = (all.len() / sample.max(1)).max(1);
     let queries: Vec<&[u8]> = all.iter().step_by(step).copied().collect();
-    let Ok(found) = index_b.query(&queries) else { return 0 };
+    let Ok(found) = index_b.query(&queries) else {
+        return 0;
+    };
     found
         .iter()
         .filter(|n| match (n.first(), n.get(1)) {

@@ -26,8 +26,13 @@ struct State {
 impl Reconstruction {
     /// The saved-state bytes.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ReconError> {
-        let state = StateRef { settings: &self.settings, photos_added: self.photos_added, scene: &self.scene };
-        let body = postcard::to_stdvec(&state).map_err(|e| ReconError::CorruptState(e.to_string()))?;
+        let state = StateRef {
+            settings: &self.settings,
+            photos_added: self.photos_added,
+            scene: &self.scene,
+        };
+        let body =
+            postcard::to_stdvec(&state).map_err(|e| ReconError::CorruptState(e.to_string()))?;
         let mut out = Vec::with_capacity(body.len() + 12);
         out.extend_from_slice(MAGIC);
         out.extend_from_slice(&STATE_VERSION.to_le_bytes());
@@ -37,13 +42,21 @@ impl Reconstruction {
 
     /// Restore from saved-state bytes.
     pub fn from_bytes(bytes: &[u8]) -> Result<Self, ReconError> {
-        let rest = bytes.strip_prefix(MAGIC).ok_or_else(|| ReconError::CorruptState("not a saved reconstruction".into()))?;
-        let (version, body) = rest.split_first_chunk::<4>().ok_or_else(|| ReconError::CorruptState("truncated header".into()))?;
+        let rest = bytes
+            .strip_prefix(MAGIC)
+            .ok_or_else(|| ReconError::CorruptState("not a saved reconstruction".into()))?;
+        let (version, body) = rest
+            .split_first_chunk::<4>()
+            .ok_or_else(|| ReconError::CorruptState("truncated header".into()))?;
         let found = u32::from_le_bytes(*version);
         if found != STATE_VERSION {
-            return Err(ReconError::StateVersion { found, expected: STATE_VERSION });
+            return Err(ReconError::StateVersion {
+                found,
+                expected: STATE_VERSION,
+            });
         }
-        let state: State = postcard::from_bytes(body).map_err(|e| ReconError::CorruptState(e.to_string()))?;
+        let state: State =
+            postcard::from_bytes(body).map_err(|e| ReconError::CorruptState(e.to_string()))?;
         check(&state.scene)?;
         Reconstruction::from_parts(state.settings, state.scene, state.photos_added)
     }
@@ -76,20 +89,35 @@ fn check(scene: &Scene) -> Result<(), ReconError> {
     for view in &scene.views {
         let f = &view.features;
         let k = f.len();
-        if view.point_of.len() != k || f.colors.len() != k || f.scales.len() != k || f.descriptors.len() != k * crate::feature::DESCRIPTOR_LEN {
+        if view.point_of.len() != k
+            || f.colors.len() != k
+            || f.scales.len() != k
+            || f.descriptors.len() != k * crate::feature::DESCRIPTOR_LEN
+        {
             return bad("feature arrays disagree in length");
         }
     }
     for (&(a, b), pair) in &scene.pairs {
-        let (Some(va), Some(vb)) = (scene.views.get(a as usize), scene.views.get(b as usize)) else {
+        let (Some(va), Some(vb)) = (scene.views.get(a as usize), scene.views.get(b as usize))
+        else {
             return bad("pair refers to a missing view");
         };
-        if a >= b || pair.matches.iter().any(|&(x, y)| x as usize >= va.point_of.len() || y as usize >= vb.point_of.len()) {
+        if a >= b
+            || pair
+                .matches
+                .iter()
+                .any(|&(x, y)| x as usize >= va.point_of.len() || y as usize >= vb.point_of.len())
+        {
             return bad("pair match out of range");
         }
     }
     for point in scene.points.values() {
-        if point.observations.iter().any(|&(v, kp)| scene.views.get(v as usize).is_none_or(|view| view.point_of.len() <= kp as usize)) {
+        if point.observations.iter().any(|&(v, kp)| {
+            scene
+                .views
+                .get(v as usize)
+                .is_none_or(|view| view.point_of.len() <= kp as usize)
+        }) {
             return bad("point observation out of range");
         }
     }

@@ -74,7 +74,11 @@ impl CancelToken {
     }
 
     pub(crate) fn check(&self) -> Result<(), ReconError> {
-        if self.is_cancelled() { Err(ReconError::Cancelled) } else { Ok(()) }
+        if self.is_cancelled() {
+            Err(ReconError::Cancelled)
+        } else {
+            Ok(())
+        }
     }
 }
 
@@ -94,7 +98,10 @@ impl StageTimings {
 
     /// Seconds spent in `stage` (zero when it did not run).
     pub fn get(&self, stage: Stage) -> f64 {
-        self.0.iter().find(|(s, _)| *s == stage).map_or(0.0, |(_, t)| *t)
+        self.0
+            .iter()
+            .find(|(s, _)| *s == stage)
+            .map_or(0.0, |(_, t)| *t)
     }
 
     /// Total seconds over all stages.
@@ -112,7 +119,11 @@ pub(crate) struct StageRunner<'a> {
 
 impl<'a> StageRunner<'a> {
     pub fn new(progress: &'a mut dyn FnMut(Stage, f32), cancel: &'a CancelToken) -> Self {
-        Self { progress, cancel, timings: StageTimings::default() }
+        Self {
+            progress,
+            cancel,
+            timings: StageTimings::default(),
+        }
     }
 
     /// Run one stage. Cancellation is checked before the stage starts so that a cancelled call

@@ -44,13 +44,27 @@ impl Reconstruction {
     /// An empty reconstruction.
     pub fn new(settings: Settings) -> Result<Self, ReconError> {
         settings.validate()?;
-        Ok(Self { settings, scene: Scene::default(), photos_added: 0, indices: Vec::new() })
+        Ok(Self {
+            settings,
+            scene: Scene::default(),
+            photos_added: 0,
+            indices: Vec::new(),
+        })
     }
 
-    pub(crate) fn from_parts(settings: Settings, scene: Scene, photos_added: u64) -> Result<Self, ReconError> {
+    pub(crate) fn from_parts(
+        settings: Settings,
+        scene: Scene,
+        photos_added: u64,
+    ) -> Result<Self, ReconError> {
         settings.validate()?;
         let indices = vec![None; scene.views.len()];
-        Ok(Self { settings, scene, photos_added, indices })
+        Ok(Self {
+            settings,
+            scene,
+            photos_added,
+            indices,
+        })
     }
 
     /// The settings in force.
@@ -89,7 +103,9 @@ impl Reconstruction {
         cancel: &CancelToken,
     ) -> Result<AddOutcome, ReconError> {
         if id.is_empty() || id.len() > MAX_ID_LEN {
-            return Err(ReconError::InvalidId(format!("length must be 1..={MAX_ID_LEN} bytes")));
+            return Err(ReconError::InvalidId(format!(
+                "length must be 1..={MAX_ID_LEN} bytes"
+            )));
         }
         if self.scene.find(id).is_some() {
             return Err(ReconError::DuplicateId(id.to_string()));
@@ -101,7 +117,9 @@ impl Reconstruction {
         let decoded = runner.run(Stage::Decode, |_| {
             decode_photo(bytes, settings.max_image_side, settings.max_input_pixels)
         })?;
-        let features = runner.run(Stage::Features, |_| extract(&decoded.rgb, settings.max_features as usize))?;
+        let features = runner.run(Stage::Features, |_| {
+            extract(&decoded.rgb, settings.max_features as usize)
+        })?;
         let (k, source) = intrinsics::resolve(settings.intrinsics.as_ref(), &decoded);
         debug!(keypoints = features.len(), ?source, "features extracted");
         let new_index = MatchIndex::build(&features).map(Arc::new);
@@ -132,7 +150,9 @@ impl Reconstruction {
             }
         }
         runner.run(Stage::Matching, |report| {
-            let Some(index_v) = new_index.as_deref() else { return Ok(()) };
+            let Some(index_v) = new_index.as_deref() else {
+                return Ok(());
+            };
             let total = others.len().max(1) as f32;
             for (done, (u, index_u)) in others.iter().enumerate() {
                 connect(&mut work, v, index_v, *u, index_u, settings.pixel_threshold);
@@ -143,7 +163,8 @@ impl Reconstruction {
 
         let mut created: Vec<(ViewIdx, std::ops::Range<PointId>)> = Vec::new();
         let mut pending_order: Vec<ViewIdx> = vec![v];
-        pending_order.extend((0..v).filter(|&u| work.view(u).is_some_and(|view| !view.is_registered())));
+        pending_order
+            .extend((0..v).filter(|&u| work.view(u).is_some_and(|view| !view.is_registered())));
         // Keep registering until a full pass adds nobody: each success can connect others.
         loop {
             let mut progressed = false;
@@ -155,7 +176,8 @@ impl Reconstruction {
                 let retry_span = info_span!("register", photo_id = %retry_id, retry = u != v);
                 let _retry = retry_span.enter();
                 let before = work.next_point;
-                let newly = runner.run(Stage::Registration, |_| Ok(self.register_one(&mut work, u)))?;
+                let newly =
+                    runner.run(Stage::Registration, |_| Ok(self.register_one(&mut work, u)))?;
                 for (i, w) in newly.into_iter().enumerate() {
                     // The initial pair's points are created during registration; credit them to
                     // the first view of the pair.
@@ -179,7 +201,8 @@ impl Reconstruction {
         }
 
         let mut model = None;
-        let due = settings.refine_every > 0 && (self.photos_added + 1) % u64::from(settings.refine_every) == 0;
+        let due = settings.refine_every > 0
+            && (self.photos_added + 1).is_multiple_of(u64::from(settings.refine_every));
         if due && work.registered_count() >= 2 {
             runner.run(Stage::Refinement, |report| {
                 refine_scene(&mut work, settings.pixel_threshold, report);
@@ -200,8 +223,15 @@ impl Reconstruction {
         let mut also_registered = Vec::new();
         let mut status = None;
         for (w, pts) in &created {
-            let Some(camera) = self.scene.view(*w).and_then(camera_of) else { continue };
-            let new_points = self.scene.points.range(pts.clone()).map(|(_, p)| point_of(p)).collect();
+            let Some(camera) = self.scene.view(*w).and_then(camera_of) else {
+                continue;
+            };
+            let new_points = self
+                .scene
+                .points
+                .range(pts.clone())
+                .map(|(_, p)| point_of(p))
+                .collect();
             let photo = RegisteredPhoto { camera, new_points };
             if *w == v {
                 status = Some(PhotoStatus::Registered(photo));
@@ -220,21 +250,36 @@ impl Reconstruction {
             PhotoStatus::Registered(p) => info!(new_points = p.new_points.len(), "registered"),
             PhotoStatus::NotRegistered { reason } => info!(%reason, "not registered"),
         }
-        Ok(AddOutcome { id: id.to_string(), status, also_registered, model, timings: runner.timings })
+        Ok(AddOutcome {
+            id: id.to_string(),
+            status,
+            also_registered,
+            model,
+            timings: runner.timings,
+        })
     }
 
     /// Which existing views the new view `v` is fully matched against: all of them while few,
     /// else the best by a cheap sampled overlap score.
-    fn match_candidates(&mut self, work: &Scene, v: ViewIdx, index_v: Option<&MatchIndex>) -> Vec<ViewIdx> {
+    fn match_candidates(
+        &mut self,
+        work: &Scene,
+        v: ViewIdx,
+        index_v: Option<&MatchIndex>,
+    ) -> Vec<ViewIdx> {
         let all: Vec<ViewIdx> = (0..v).collect();
         let limit = self.settings.max_match_candidates as usize;
         if all.len() <= limit || index_v.is_none() {
             return all;
         }
-        let Some(features_v) = work.view(v).map(|view| view.features.clone()) else { return all };
+        let Some(features_v) = work.view(v).map(|view| view.features.clone()) else {
+            return all;
+        };
         let mut scored: Vec<(usize, ViewIdx)> = Vec::with_capacity(all.len());
         for u in all {
-            let score = self.index_of(u).map_or(0, |index_u| overlap_score(&features_v, &index_u, OVERLAP_SAMPLE));
+            let score = self.index_of(u).map_or(0, |index_u| {
+                overlap_score(&features_v, &index_u, OVERLAP_SAMPLE)
+            });
             scored.push((score, u));
         }
         scored.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)));
@@ -273,7 +318,11 @@ impl Reconstruction {
 
     /// Global refinement: complete and merge tracks, triangulate what is left, adjust everything,
     /// drop outliers and adjust again. Returns the whole model.
-    pub fn refine(&mut self, progress: &mut dyn FnMut(Stage, f32), cancel: &CancelToken) -> Result<Model, ReconError> {
+    pub fn refine(
+        &mut self,
+        progress: &mut dyn FnMut(Stage, f32),
+        cancel: &CancelToken,
+    ) -> Result<Model, ReconError> {
         let mut runner = StageRunner::new(progress, cancel);
         let mut work = self.scene.clone();
         let threshold = self.settings.pixel_threshold;
@@ -292,14 +341,21 @@ impl Reconstruction {
 
     /// Forget a pending photo. Registered photos cannot be removed.
     pub fn remove_photo(&mut self, id: &str) -> Result<(), ReconError> {
-        let v = self.scene.find(id).ok_or_else(|| ReconError::UnknownId(id.to_string()))?;
+        let v = self
+            .scene
+            .find(id)
+            .ok_or_else(|| ReconError::UnknownId(id.to_string()))?;
         if self.scene.view(v).is_some_and(|view| view.is_registered()) {
             return Err(ReconError::AlreadyRegistered(id.to_string()));
         }
         let old = std::mem::take(&mut self.scene.pairs);
         // Later views shift down by one, so pair keys are renumbered.
         let shift = |x: ViewIdx| if x > v { x - 1 } else { x };
-        self.scene.pairs = old.into_iter().filter(|((a, b), _)| *a != v && *b != v).map(|((a, b), p)| ((shift(a), shift(b)), p)).collect();
+        self.scene.pairs = old
+            .into_iter()
+            .filter(|((a, b), _)| *a != v && *b != v)
+            .map(|((a, b), p)| ((shift(a), shift(b)), p))
+            .collect();
         for point in self.scene.points.values_mut() {
             for obs in &mut point.observations {
                 obs.0 = shift(obs.0);
@@ -314,21 +370,45 @@ impl Reconstruction {
 
     /// Status of a photo: `Some(true)` registered, `Some(false)` pending, `None` unknown.
     pub fn is_registered(&self, id: &str) -> Option<bool> {
-        self.scene.find(id).and_then(|v| self.scene.view(v)).map(|view| view.is_registered())
+        self.scene
+            .find(id)
+            .and_then(|v| self.scene.view(v))
+            .map(|view| view.is_registered())
     }
 }
 
 /// Match and verify view `v` against `u`, recording the pair when it holds.
-fn connect(work: &mut Scene, v: ViewIdx, index_v: &MatchIndex, u: ViewIdx, index_u: &MatchIndex, threshold: f64) {
-    let (Some(view_v), Some(view_u)) = (work.view(v), work.view(u)) else { return };
+fn connect(
+    work: &mut Scene,
+    v: ViewIdx,
+    index_v: &MatchIndex,
+    u: ViewIdx,
+    index_u: &MatchIndex,
+    threshold: f64,
+) {
+    let (Some(view_v), Some(view_u)) = (work.view(v), work.view(u)) else {
+        return;
+    };
     let raw = match_pair(&view_u.features, index_u, &view_v.features, index_v);
-    let Some(geometry) = verify_pair(&view_u.features, &view_u.intrinsics, &view_v.features, &view_v.intrinsics, &raw, threshold)
-    else {
+    let Some(geometry) = verify_pair(
+        &view_u.features,
+        &view_u.intrinsics,
+        &view_v.features,
+        &view_v.intrinsics,
+        &raw,
+        threshold,
+    ) else {
         return;
     };
     debug!(other = %view_u.id, raw = raw.len(), verified = geometry.inliers.len(), "pair verified");
     // `u < v` always holds here: the new view is the last one.
-    work.pairs.insert((u, v), Pair { matches: geometry.inliers, relative: geometry.relative });
+    work.pairs.insert(
+        (u, v),
+        Pair {
+            matches: geometry.inliers,
+            relative: geometry.relative,
+        },
+    );
 }
 
 fn local_adjustment(work: &mut Scene, v: ViewIdx, threshold: f64) {
@@ -346,13 +426,23 @@ fn local_adjustment(work: &mut Scene, v: ViewIdx, threshold: f64) {
         .filter(|(_, p)| p.observations.iter().any(|(w, _)| free.contains(w)))
         .map(|(&id, _)| id)
         .collect();
-    adjust(work, &Adjustment { free_views: &free, points: &points, refine_focal: false, loss_scale: threshold, max_iterations: 20 });
+    adjust(
+        work,
+        &Adjustment {
+            free_views: &free,
+            points: &points,
+            refine_focal: false,
+            loss_scale: threshold,
+            max_iterations: 20,
+        },
+    );
     filter_points(work, Some(&points), 2.0 * threshold, 0.0);
 }
 
 pub(crate) fn refine_scene(work: &mut Scene, threshold: f64, report: &mut dyn FnMut(f32)) {
-    let registered: Vec<ViewIdx> =
-        (0..work.views.len() as ViewIdx).filter(|&v| work.view(v).is_some_and(|view| view.is_registered())).collect();
+    let registered: Vec<ViewIdx> = (0..work.views.len() as ViewIdx)
+        .filter(|&v| work.view(v).is_some_and(|view| view.is_registered()))
+        .collect();
     let free: BTreeSet<ViewIdx> = registered.iter().copied().collect();
     // Two rounds: tracks grown and merged with the poses of the previous adjustment, a global
     // adjustment, then the outlier filter. The second round sees poses good enough to link
@@ -364,7 +454,13 @@ pub(crate) fn refine_scene(work: &mut Scene, threshold: f64, report: &mut dyn Fn
         }
         complete_and_merge(work, &tri);
         let points: BTreeSet<PointId> = work.points.keys().copied().collect();
-        let job = Adjustment { free_views: &free, points: &points, refine_focal: true, loss_scale: threshold, max_iterations: 30 };
+        let job = Adjustment {
+            free_views: &free,
+            points: &points,
+            refine_focal: true,
+            loss_scale: threshold,
+            max_iterations: 30,
+        };
         adjust(work, &job);
         filter_points(work, None, 2.0 * threshold, MIN_POINT_ANGLE_DEG);
         report(0.5 * (round + 1) as f32);
@@ -384,14 +480,26 @@ pub(crate) fn camera_of(view: &View) -> Option<Camera> {
 }
 
 pub(crate) fn point_of(p: &crate::scene::Point) -> Point {
-    Point { position: [p.position.x as f32, p.position.y as f32, p.position.z as f32], color: p.color }
+    Point {
+        position: [
+            p.position.x as f32,
+            p.position.y as f32,
+            p.position.z as f32,
+        ],
+        color: p.color,
+    }
 }
 
 pub(crate) fn model_of(scene: &Scene) -> Model {
     Model {
         cameras: scene.views.iter().filter_map(camera_of).collect(),
         points: scene.points.values().map(point_of).collect(),
-        pending: scene.views.iter().filter(|v| !v.is_registered()).map(|v| v.id.clone()).collect(),
+        pending: scene
+            .views
+            .iter()
+            .filter(|v| !v.is_registered())
+            .map(|v| v.id.clone())
+            .collect(),
     }
 }
 

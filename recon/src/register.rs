@@ -18,7 +18,11 @@ pub const MIN_INITIAL_POINTS: usize = 80;
 const INITIAL_PAIR_TRIES: usize = 6;
 
 /// Start the model from the best unregistered pair. Returns the two views on success.
-pub(crate) fn try_initialize(scene: &mut Scene, max_error: f64, loss_scale: f64) -> Option<(ViewIdx, ViewIdx)> {
+pub(crate) fn try_initialize(
+    scene: &mut Scene,
+    max_error: f64,
+    loss_scale: f64,
+) -> Option<(ViewIdx, ViewIdx)> {
     let mut candidates: Vec<(usize, ViewIdx, ViewIdx)> = scene
         .pairs
         .iter()
@@ -28,7 +32,9 @@ pub(crate) fn try_initialize(scene: &mut Scene, max_error: f64, loss_scale: f64)
     candidates.sort_by(|x, y| y.0.cmp(&x.0).then(x.1.cmp(&y.1)).then(x.2.cmp(&y.2)));
     for &(_, a, b) in candidates.iter().take(INITIAL_PAIR_TRIES) {
         let mut trial = scene.clone();
-        let Some(relative) = trial.pairs.get(&(a, b)).and_then(|p| p.relative) else { continue };
+        let Some(relative) = trial.pairs.get(&(a, b)).and_then(|p| p.relative) else {
+            continue;
+        };
         if let Some(view) = trial.views.get_mut(a as usize) {
             view.pose = Some(Pose::identity());
         }
@@ -42,7 +48,16 @@ pub(crate) fn try_initialize(scene: &mut Scene, max_error: f64, loss_scale: f64)
         }
         let free: BTreeSet<ViewIdx> = [a, b].into_iter().collect();
         let points: BTreeSet<PointId> = created.into_iter().collect();
-        adjust(&mut trial, &Adjustment { free_views: &free, points: &points, refine_focal: false, loss_scale, max_iterations: 50 });
+        adjust(
+            &mut trial,
+            &Adjustment {
+                free_views: &free,
+                points: &points,
+                refine_focal: false,
+                loss_scale,
+                max_iterations: 50,
+            },
+        );
         *scene = trial;
         return Some((a, b));
     }
@@ -51,8 +66,14 @@ pub(crate) fn try_initialize(scene: &mut Scene, max_error: f64, loss_scale: f64)
 
 /// Register view `v` from its matches to existing points. On failure the reason is returned
 /// and the scene is unchanged.
-pub(crate) fn try_register(scene: &mut Scene, v: ViewIdx, pixel_threshold: f64) -> Result<usize, String> {
-    let Some(view) = scene.view(v) else { return Err("unknown view".into()) };
+pub(crate) fn try_register(
+    scene: &mut Scene,
+    v: ViewIdx,
+    pixel_threshold: f64,
+) -> Result<usize, String> {
+    let Some(view) = scene.view(v) else {
+        return Err("unknown view".into());
+    };
     let mut seen_kp = BTreeSet::new();
     let mut correspondences: Vec<([f32; 2], Vector3<f64>)> = Vec::new();
     let mut links: Vec<(u32, PointId)> = Vec::new();
@@ -65,7 +86,10 @@ pub(crate) fn try_register(scene: &mut Scene, v: ViewIdx, pixel_threshold: f64) 
         linked_views += 1;
         for (kv, ku) in scene.matches_between(v, u) {
             let Some(p) = other.point(ku) else { continue };
-            let (Some(point), Some(px)) = (scene.points.get(&p), view.features.positions.get(kv as usize)) else {
+            let (Some(point), Some(px)) = (
+                scene.points.get(&p),
+                view.features.positions.get(kv as usize),
+            ) else {
                 continue;
             };
             if seen_kp.insert(kv) {

@@ -50,7 +50,10 @@ pub struct View {
 impl View {
     /// The 3D point observed by keypoint `kp`, if any.
     pub fn point(&self, kp: u32) -> Option<PointId> {
-        self.point_of.get(kp as usize).copied().filter(|&p| p != NO_POINT)
+        self.point_of
+            .get(kp as usize)
+            .copied()
+            .filter(|&p| p != NO_POINT)
     }
 
     /// Whether the view has a pose.
@@ -96,7 +99,10 @@ pub struct Scene {
 impl Scene {
     /// The view with this photo id.
     pub fn find(&self, id: &str) -> Option<ViewIdx> {
-        self.views.iter().position(|v| v.id == id).map(|i| i as ViewIdx)
+        self.views
+            .iter()
+            .position(|v| v.id == id)
+            .map(|i| i as ViewIdx)
     }
 
     /// Number of registered views.
@@ -107,7 +113,10 @@ impl Scene {
     /// Matches between `a` and `b` oriented as (keypoint in a, keypoint in b).
     pub fn matches_between(&self, a: ViewIdx, b: ViewIdx) -> Vec<(u32, u32)> {
         if a < b {
-            self.pairs.get(&(a, b)).map(|p| p.matches.clone()).unwrap_or_default()
+            self.pairs
+                .get(&(a, b))
+                .map(|p| p.matches.clone())
+                .unwrap_or_default()
         } else {
             self.pairs
                 .get(&(b, a))
@@ -140,10 +149,16 @@ impl Scene {
     }
 
     /// Create a point from observations; keypoints already holding a point are skipped.
-    pub fn add_point(&mut self, position: Vector3<f64>, observations: &[(ViewIdx, u32)]) -> Option<PointId> {
+    pub fn add_point(
+        &mut self,
+        position: Vector3<f64>,
+        observations: &[(ViewIdx, u32)],
+    ) -> Option<PointId> {
         let mut obs: Vec<(ViewIdx, u32)> = Vec::with_capacity(observations.len());
         for &(v, kp) in observations {
-            let free = self.view(v).is_some_and(|view| view.point_of.get(kp as usize) == Some(&NO_POINT));
+            let free = self
+                .view(v)
+                .is_some_and(|view| view.point_of.get(kp as usize) == Some(&NO_POINT));
             if free && !obs.iter().any(|&(w, _)| w == v) {
                 obs.push((v, kp));
             }
@@ -155,25 +170,44 @@ impl Scene {
         let id = self.next_point;
         self.next_point = self.next_point.checked_add(1)?;
         for &(v, kp) in &obs {
-            if let Some(slot) = self.views.get_mut(v as usize).and_then(|view| view.point_of.get_mut(kp as usize)) {
+            if let Some(slot) = self
+                .views
+                .get_mut(v as usize)
+                .and_then(|view| view.point_of.get_mut(kp as usize))
+            {
                 *slot = id;
             }
         }
         let color = self.mean_color(&obs);
-        self.points.insert(id, Point { position, color, observations: obs });
+        self.points.insert(
+            id,
+            Point {
+                position,
+                color,
+                observations: obs,
+            },
+        );
         Some(id)
     }
 
     /// Attach keypoint `kp` of view `v` to point `p`, unless `v` already observes `p`.
     pub(crate) fn add_observation(&mut self, p: PointId, v: ViewIdx, kp: u32) -> bool {
-        let free = self.view(v).is_some_and(|view| view.point_of.get(kp as usize) == Some(&NO_POINT));
-        let Some(point) = self.points.get_mut(&p) else { return false };
+        let free = self
+            .view(v)
+            .is_some_and(|view| view.point_of.get(kp as usize) == Some(&NO_POINT));
+        let Some(point) = self.points.get_mut(&p) else {
+            return false;
+        };
         if !free || point.observations.iter().any(|&(w, _)| w == v) {
             return false;
         }
         let at = point.observations.partition_point(|&(w, _)| w < v);
         point.observations.insert(at, (v, kp));
-        if let Some(slot) = self.views.get_mut(v as usize).and_then(|view| view.point_of.get_mut(kp as usize)) {
+        if let Some(slot) = self
+            .views
+            .get_mut(v as usize)
+            .and_then(|view| view.point_of.get_mut(kp as usize))
+        {
             *slot = p;
         }
         true
@@ -181,10 +215,16 @@ impl Scene {
 
     /// Detach one observation; the point is deleted when fewer than two remain.
     pub(crate) fn remove_observation(&mut self, p: PointId, v: ViewIdx) {
-        let Some(point) = self.points.get_mut(&p) else { return };
+        let Some(point) = self.points.get_mut(&p) else {
+            return;
+        };
         if let Some(at) = point.observations.iter().position(|&(w, _)| w == v) {
             let (_, kp) = point.observations.remove(at);
-            if let Some(slot) = self.views.get_mut(v as usize).and_then(|view| view.point_of.get_mut(kp as usize)) {
+            if let Some(slot) = self
+                .views
+                .get_mut(v as usize)
+                .and_then(|view| view.point_of.get_mut(kp as usize))
+            {
                 *slot = NO_POINT;
             }
         }
@@ -197,7 +237,11 @@ impl Scene {
     pub(crate) fn remove_point(&mut self, p: PointId) {
         if let Some(point) = self.points.remove(&p) {
             for (v, kp) in point.observations {
-                if let Some(slot) = self.views.get_mut(v as usize).and_then(|view| view.point_of.get_mut(kp as usize)) {
+                if let Some(slot) = self
+                    .views
+                    .get_mut(v as usize)
+                    .and_then(|view| view.point_of.get_mut(kp as usize))
+                {
                     *slot = NO_POINT;
                 }
             }
@@ -209,20 +253,34 @@ impl Scene {
         if a == b {
             return false;
         }
-        let (Some(pa), Some(pb)) = (self.points.get(&a), self.points.get(&b)) else { return false };
-        if pb.observations.iter().any(|&(v, _)| pa.observations.iter().any(|&(w, _)| w == v)) {
+        let (Some(pa), Some(pb)) = (self.points.get(&a), self.points.get(&b)) else {
+            return false;
+        };
+        if pb
+            .observations
+            .iter()
+            .any(|&(v, _)| pa.observations.iter().any(|&(w, _)| w == v))
+        {
             return false;
         }
         let (na, nb) = (pa.observations.len() as f64, pb.observations.len() as f64);
         let position = (pa.position * na + pb.position * nb) / (na + nb);
-        let Some(pb) = self.points.remove(&b) else { return false };
+        let Some(pb) = self.points.remove(&b) else {
+            return false;
+        };
         for &(v, kp) in &pb.observations {
-            if let Some(slot) = self.views.get_mut(v as usize).and_then(|view| view.point_of.get_mut(kp as usize)) {
+            if let Some(slot) = self
+                .views
+                .get_mut(v as usize)
+                .and_then(|view| view.point_of.get_mut(kp as usize))
+            {
                 *slot = a;
             }
         }
         let color = {
-            let Some(pa) = self.points.get_mut(&a) else { return false };
+            let Some(pa) = self.points.get_mut(&a) else {
+                return false;
+            };
             pa.observations.extend(pb.observations);
             pa.observations.sort_unstable();
             pa.position = position;
@@ -239,7 +297,10 @@ impl Scene {
         let mut sum = [0u32; 3];
         let mut n = 0u32;
         for &(v, kp) in obs {
-            if let Some(c) = self.view(v).and_then(|view| view.features.colors.get(kp as usize)) {
+            if let Some(c) = self
+                .view(v)
+                .and_then(|view| view.features.colors.get(kp as usize))
+            {
                 for (s, &x) in sum.iter_mut().zip(c) {
                     *s += u32::from(x);
                 }

@@ -20,12 +20,21 @@ pub struct Intrinsics {
 impl Intrinsics {
     /// The 3x3 matrix, row-major.
     pub fn matrix(&self) -> [[f64; 3]; 3] {
-        [[self.fx, 0.0, self.cx], [0.0, self.fy, self.cy], [0.0, 0.0, 1.0]]
+        [
+            [self.fx, 0.0, self.cx],
+            [0.0, self.fy, self.cy],
+            [0.0, 0.0, 1.0],
+        ]
     }
 
     /// From a 3x3 matrix; skew is ignored because the pipeline models none.
     pub fn from_matrix(k: &[[f64; 3]; 3]) -> Self {
-        Self { fx: k[0][0], fy: k[1][1], cx: k[0][2], cy: k[1][2] }
+        Self {
+            fx: k[0][0],
+            fy: k[1][1],
+            cx: k[0][2],
+            cy: k[1][2],
+        }
     }
 
     /// The same camera after resizing the image by `factor` (new pixels per old pixel).
@@ -40,7 +49,9 @@ impl Intrinsics {
     }
 
     pub(crate) fn is_valid(&self) -> bool {
-        [self.fx, self.fy, self.cx, self.cy].iter().all(|v| v.is_finite())
+        [self.fx, self.fy, self.cx, self.cy]
+            .iter()
+            .all(|v| v.is_finite())
             && self.fx > 0.0
             && self.fy > 0.0
     }
@@ -103,10 +114,10 @@ impl Settings {
         if !(10_000..=400_000_000).contains(&self.max_input_pixels) {
             return fail("max_input_pixels must be within 10000..=400000000");
         }
-        if let Some(k) = &self.intrinsics {
-            if !k.is_valid() {
-                return fail("intrinsics must be finite with positive focal lengths");
-            }
+        if let Some(k) = &self.intrinsics
+            && !k.is_valid()
+        {
+            return fail("intrinsics must be finite with positive focal lengths");
         }
         Ok(())
     }

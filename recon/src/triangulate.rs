@@ -3,8 +3,8 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use nalgebra::{Matrix3, Point2, Vector3};
-use openmvg_core::PixelThreshold;
 use openmvg_core::AngularResidual;
+use openmvg_core::PixelThreshold;
 use openmvg_core::model::{ViewId, WorldToCameraPose};
 use openmvg_geometry::triangulation::{TriangulationConfig, TriangulationMethod, triangulate};
 
@@ -39,7 +39,12 @@ impl Triangulator {
         if let Ok(px) = PixelThreshold::try_new(max_error) {
             config = config.with_max_pixel_residual(px);
         }
-        Self { poses, ks, config, max_error }
+        Self {
+            poses,
+            ks,
+            config,
+            max_error,
+        }
     }
 
     /// A point seen at these pixels, or `None` when the rays are too parallel, it falls behind a
@@ -48,21 +53,37 @@ impl Triangulator {
         let mut seen = Vec::with_capacity(observations.len());
         for &(v, kp) in observations {
             let p = scene.view(v)?.features.positions.get(kp as usize)?;
-            seen.push((ViewId::new(v as usize), Point2::new(f64::from(p[0]), f64::from(p[1]))));
+            seen.push((
+                ViewId::new(v as usize),
+                Point2::new(f64::from(p[0]), f64::from(p[1])),
+            ));
         }
-        let estimate = triangulate(TriangulationMethod::Dlt, &seen, &self.poses, &self.ks, &self.config).ok()?;
+        let estimate = triangulate(
+            TriangulationMethod::Dlt,
+            &seen,
+            &self.poses,
+            &self.ks,
+            &self.config,
+        )
+        .ok()?;
         let x = estimate.point.coords;
         self.fits(scene, &x, observations).then_some(x)
     }
 
     fn fits(&self, scene: &Scene, x: &Vector3<f64>, observations: &[(ViewIdx, u32)]) -> bool {
-        observations.iter().all(|&(v, kp)| self.reprojects(scene, x, v, kp))
+        observations
+            .iter()
+            .all(|&(v, kp)| self.reprojects(scene, x, v, kp))
     }
 
     /// Whether `x` lands within the error bound of keypoint `kp` in view `v`.
     pub fn reprojects(&self, scene: &Scene, x: &Vector3<f64>, v: ViewIdx, kp: u32) -> bool {
-        let Some(view) = scene.view(v) else { return false };
-        let (Some(pose), Some(px)) = (view.pose, view.features.positions.get(kp as usize)) else { return false };
+        let Some(view) = scene.view(v) else {
+            return false;
+        };
+        let (Some(pose), Some(px)) = (view.pose, view.features.positions.get(kp as usize)) else {
+            return false;
+        };
         reprojection_error(&view.intrinsics, &pose, x, *px) <= self.max_error
     }
 }
@@ -81,16 +102,24 @@ pub fn triangulate_view(scene: &mut Scene, v: ViewIdx, tri: &Triangulator) -> Ve
             continue;
         }
         for (kv, ku) in scene.matches_between(v, u) {
-            let (Some(view_v), Some(view_u)) = (scene.view(v), scene.view(u)) else { continue };
+            let (Some(view_v), Some(view_u)) = (scene.view(v), scene.view(u)) else {
+                continue;
+            };
             match (view_v.point(kv), view_u.point(ku)) {
                 (None, Some(p)) => {
-                    let ok = scene.points.get(&p).is_some_and(|pt| tri.reprojects(scene, &pt.position, v, kv));
+                    let ok = scene
+                        .points
+                        .get(&p)
+                        .is_some_and(|pt| tri.reprojects(scene, &pt.position, v, kv));
                     if ok {
                         scene.add_observation(p, v, kv);
                     }
                 }
                 (Some(p), None) => {
-                    let ok = scene.points.get(&p).is_some_and(|pt| tri.reprojects(scene, &pt.position, u, ku));
+                    let ok = scene
+                        .points
+                        .get(&p)
+                        .is_some_and(|pt| tri.reprojects(scene, &pt.position, u, ku));
                     if ok {
                         scene.add_observation(p, u, ku);
                     }
@@ -125,10 +154,10 @@ pub fn triangulate_view(scene: &mut Scene, v: ViewIdx, tri: &Triangulator) -> Ve
                 }
             }
         }
-        if let Some(x) = position {
-            if let Some(id) = scene.add_point(x, &obs) {
-                created.push(id);
-            }
+        if let Some(x) = position
+            && let Some(id) = scene.add_point(x, &obs)
+        {
+            created.push(id);
         }
     }
     created
@@ -161,13 +190,19 @@ pub(crate) fn complete_and_merge(scene: &mut Scene, tri: &Triangulator) {
     let graph = correspondence_graph(scene);
     let ids: Vec<PointId> = scene.points.keys().copied().collect();
     for p in ids {
-        let Some(point) = scene.points.get(&p) else { continue };
+        let Some(point) = scene.points.get(&p) else {
+            continue;
+        };
         let position = point.position;
         let observations = point.observations.clone();
         for (v, kp) in observations {
-            let Some(links) = graph.get(v as usize).and_then(|g| g.get(&kp)) else { continue };
+            let Some(links) = graph.get(v as usize).and_then(|g| g.get(&kp)) else {
+                continue;
+            };
             for &(w, kw) in links {
-                let Some(view_w) = scene.view(w) else { continue };
+                let Some(view_w) = scene.view(w) else {
+                    continue;
+                };
                 match view_w.point(kw) {
                     None => {
                         if tri.reprojects(scene, &position, w, kw) {
@@ -176,7 +211,10 @@ pub(crate) fn complete_and_merge(scene: &mut Scene, tri: &Triangulator) {
                     }
                     Some(q) if q != p => {
                         let agree = scene.points.get(&q).is_some_and(|other| {
-                            other.observations.iter().all(|&(x, kx)| tri.reprojects(scene, &position, x, kx))
+                            other
+                                .observations
+                                .iter()
+                                .all(|&(x, kx)| tri.reprojects(scene, &position, x, kx))
                         });
                         if agree {
                             scene.merge_points(p, q);
@@ -204,13 +242,16 @@ pub(crate) fn filter_points(
     };
     let mut removed = 0;
     for p in ids {
-        let Some(point) = scene.points.get(&p) else { continue };
+        let Some(point) = scene.points.get(&p) else {
+            continue;
+        };
         let x = point.position;
         let mut bad = Vec::new();
         let mut centers = Vec::new();
         for &(v, kp) in &point.observations {
             let Some(view) = scene.view(v) else { continue };
-            let (Some(pose), Some(px)) = (view.pose, view.features.positions.get(kp as usize)) else {
+            let (Some(pose), Some(px)) = (view.pose, view.features.positions.get(kp as usize))
+            else {
                 continue;
             };
             if reprojection_error(&view.intrinsics, &pose, &x, *px) > max_error {

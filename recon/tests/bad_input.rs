@@ -31,11 +31,16 @@ fn sample_jpeg() -> Vec<u8> {
 
 fn encode(img: &DynamicImage, format: ImageFormat) -> Vec<u8> {
     let mut out = Cursor::new(Vec::new());
-    img.write_to(&mut out, format).expect("encoding an in-memory image");
+    img.write_to(&mut out, format)
+        .expect("encoding an in-memory image");
     out.into_inner()
 }
 
-fn add(recon: &mut Reconstruction, id: &str, bytes: &[u8]) -> Result<recon::AddOutcome, ReconError> {
+fn add(
+    recon: &mut Reconstruction,
+    id: &str,
+    bytes: &[u8],
+) -> Result<recon::AddOutcome, ReconError> {
     recon.add_photo(id, bytes, &mut |_, _| {}, &CancelToken::new())
 }
 
@@ -45,13 +50,19 @@ fn fresh() -> Reconstruction {
 
 #[test]
 fn zero_bytes_is_empty_input() {
-    assert!(matches!(add(&mut fresh(), "a", &[]), Err(ReconError::EmptyInput)));
+    assert!(matches!(
+        add(&mut fresh(), "a", &[]),
+        Err(ReconError::EmptyInput)
+    ));
 }
 
 #[test]
 fn text_named_jpg_is_unsupported() {
     let text = b"this is not a photo, just text saved as photo.jpg\n".repeat(20);
-    assert!(matches!(add(&mut fresh(), "photo.jpg", &text), Err(ReconError::UnsupportedFormat)));
+    assert!(matches!(
+        add(&mut fresh(), "photo.jpg", &text),
+        Err(ReconError::UnsupportedFormat)
+    ));
 }
 
 #[test]
@@ -60,7 +71,10 @@ fn truncated_jpeg_is_a_decode_error() {
     for keep in [3, 200, bytes.len() / 2] {
         let cut = bytes.get(..keep).expect("shorter than the photo");
         let result = add(&mut fresh(), "cut", cut);
-        assert!(matches!(result, Err(ReconError::Decode(_))), "kept {keep} bytes: {result:?}");
+        assert!(
+            matches!(result, Err(ReconError::Decode(_))),
+            "kept {keep} bytes: {result:?}"
+        );
     }
 }
 
@@ -69,7 +83,17 @@ fn one_pixel_image_is_too_small() {
     let img = DynamicImage::ImageRgb8(RgbImage::from_pixel(1, 1, image::Rgb([9, 9, 9])));
     for format in [ImageFormat::Png, ImageFormat::Jpeg] {
         let result = add(&mut fresh(), "dot", &encode(&img, format));
-        assert!(matches!(result, Err(ReconError::ImageTooSmall { width: 1, height: 1, .. })), "{result:?}");
+        assert!(
+            matches!(
+                result,
+                Err(ReconError::ImageTooSmall {
+                    width: 1,
+                    height: 1,
+                    ..
+                })
+            ),
+            "{result:?}"
+        );
     }
 }
 
@@ -77,7 +101,7 @@ fn one_pixel_image_is_too_small() {
 fn patch_jpeg_size(bytes: &mut [u8], width: u16, height: u16) {
     let at = bytes
         .windows(2)
-        .position(|w| w[0] == 0xFF && matches!(w[1], 0xC0 | 0xC1 | 0xC2))
+        .position(|w| w[0] == 0xFF && matches!(w[1], 0xC0..=0xC2))
         .expect("a JPEG has a frame header");
     bytes[at + 5..at + 7].copy_from_slice(&height.to_be_bytes());
     bytes[at + 7..at + 9].copy_from_slice(&width.to_be_bytes());
@@ -89,7 +113,11 @@ fn header_claiming_40000_squared_pixels_is_refused_before_decoding() {
     patch_jpeg_size(&mut bytes, 40000, 40000);
     let result = add(&mut fresh(), "huge", &bytes);
     match result {
-        Err(ReconError::ImageTooLarge { width: 40000, height: 40000, .. }) => {}
+        Err(ReconError::ImageTooLarge {
+            width: 40000,
+            height: 40000,
+            ..
+        }) => {}
         other => panic!("expected ImageTooLarge, got {other:?}"),
     }
 }
@@ -97,12 +125,21 @@ fn header_claiming_40000_squared_pixels_is_refused_before_decoding() {
 #[test]
 fn grayscale_and_rgba_png_photos_are_accepted() {
     let original = image::load_from_memory(&sample_jpeg()).expect("sample decodes");
-    let gray = encode(&DynamicImage::ImageLuma8(original.to_luma8()), ImageFormat::Jpeg);
-    let rgba = encode(&DynamicImage::ImageRgba8(original.to_rgba8()), ImageFormat::Png);
+    let gray = encode(
+        &DynamicImage::ImageLuma8(original.to_luma8()),
+        ImageFormat::Jpeg,
+    );
+    let rgba = encode(
+        &DynamicImage::ImageRgba8(original.to_rgba8()),
+        ImageFormat::Png,
+    );
     let mut recon = fresh();
     for (id, bytes) in [("gray", gray), ("rgba", rgba)] {
         let decoded = decode_photo(&bytes, 1600, 50_000_000).expect("decodes");
-        assert_eq!((decoded.rgb.width(), decoded.rgb.height()), (original.width(), original.height()));
+        assert_eq!(
+            (decoded.rgb.width(), decoded.rgb.height()),
+            (original.width(), original.height())
+        );
         let outcome = add(&mut recon, id, &bytes).expect("accepted");
         assert_eq!(outcome.id, id);
         assert!(outcome.timings.get(Stage::Features) > 0.0);
@@ -129,7 +166,10 @@ fn exif_rotated_photo_is_turned_upright() {
     let rotated_bytes = with_exif_orientation(&bytes, 6);
     let rotated = decode_photo(&rotated_bytes, 4000, 50_000_000).expect("decodes");
     assert_eq!(rotated.exif.orientation, 6);
-    assert_eq!((rotated.original_width, rotated.original_height), (plain.original_height, plain.original_width));
+    assert_eq!(
+        (rotated.original_width, rotated.original_height),
+        (plain.original_height, plain.original_width)
+    );
     // Orientation 6 turns the photo 90 degrees clockwise: its top-left pixel was bottom-left.
     let h = plain.rgb.height();
     assert_eq!(rotated.rgb.get_pixel(0, 0), plain.rgb.get_pixel(0, h - 1));
@@ -143,9 +183,17 @@ fn downscaling_a_full_resolution_photo_scales_known_intrinsics() {
         return;
     };
     let decoded = decode_photo(&bytes, 1600, 50_000_000).expect("decodes");
-    assert_eq!((decoded.original_width, decoded.original_height), (3072, 2048));
+    assert_eq!(
+        (decoded.original_width, decoded.original_height),
+        (3072, 2048)
+    );
     assert_eq!(decoded.rgb.width(), 1600);
-    let k = recon::Intrinsics { fx: 2759.48, fy: 2764.16, cx: 1520.69, cy: 1006.81 };
+    let k = recon::Intrinsics {
+        fx: 2759.48,
+        fy: 2764.16,
+        cx: 1520.69,
+        cy: 1006.81,
+    };
     let (scaled, _) = recon::intrinsics::resolve(Some(&k), &decoded);
     assert!((scaled.fx - 2759.48 * 1600.0 / 3072.0).abs() < 1e-6);
 }
@@ -159,7 +207,10 @@ fn pending_retry_unrelated_photo_and_cancellation_on_real_photos() {
         dataset_image(set, "0002.jpg"),
         dataset_image("sceaux-castle-half", "100_7100.JPG").or_else(|| {
             let dir = datasets_dir()?.join("sceaux-castle-half/images");
-            let first = recon::evaluation::image_files(&dir).ok()?.into_iter().next()?;
+            let first = recon::evaluation::image_files(&dir)
+                .ok()?
+                .into_iter()
+                .next()?;
             std::fs::read(first).ok()
         }),
     ) else {
@@ -168,17 +219,37 @@ fn pending_retry_unrelated_photo_and_cancellation_on_real_photos() {
     };
     let mut recon = fresh();
     let first = add(&mut recon, "a", &a).expect("accepted");
-    assert!(matches!(first.status, PhotoStatus::NotRegistered { .. }), "a lone photo waits");
+    assert!(
+        matches!(first.status, PhotoStatus::NotRegistered { .. }),
+        "a lone photo waits"
+    );
     let second = add(&mut recon, "b", &b).expect("accepted");
-    assert!(matches!(second.status, PhotoStatus::Registered(_)), "{:?}", second.status);
-    assert_eq!(second.also_registered.len(), 1, "the pending photo registers with the second");
+    assert!(
+        matches!(second.status, PhotoStatus::Registered(_)),
+        "{:?}",
+        second.status
+    );
+    assert_eq!(
+        second.also_registered.len(),
+        1,
+        "the pending photo registers with the second"
+    );
     assert_eq!(second.also_registered[0].camera.image, "a");
 
     // Cancelling during matching fails the call and leaves the model as it was.
     let before = recon.model();
     let cancel = CancelToken::new();
     let trigger = cancel.clone();
-    let result = recon.add_photo("c", &c, &mut |stage, _| if stage == Stage::Matching { trigger.cancel() }, &cancel);
+    let result = recon.add_photo(
+        "c",
+        &c,
+        &mut |stage, _| {
+            if stage == Stage::Matching {
+                trigger.cancel()
+            }
+        },
+        &cancel,
+    );
     assert!(matches!(result, Err(ReconError::Cancelled)), "{result:?}");
     assert_eq!(recon.model(), before);
     assert_eq!(recon.is_registered("c"), None);
@@ -188,12 +259,24 @@ fn pending_retry_unrelated_photo_and_cancellation_on_real_photos() {
     // A photo of another building stays pending and changes nothing.
     let before = recon.model();
     let unrelated = add(&mut recon, "castle", &other).expect("accepted");
-    assert!(matches!(unrelated.status, PhotoStatus::NotRegistered { .. }), "{:?}", unrelated.status);
+    assert!(
+        matches!(unrelated.status, PhotoStatus::NotRegistered { .. }),
+        "{:?}",
+        unrelated.status
+    );
     let after = recon.model();
     assert_eq!(after.cameras, before.cameras);
     assert_eq!(after.points, before.points);
     assert_eq!(after.pending, vec!["castle".to_string()]);
-    recon.remove_photo("castle").expect("pending photos can be removed");
-    assert!(matches!(recon.remove_photo("a"), Err(ReconError::AlreadyRegistered(_))));
-    assert!(matches!(add(&mut recon, "a", &a), Err(ReconError::DuplicateId(_))));
+    recon
+        .remove_photo("castle")
+        .expect("pending photos can be removed");
+    assert!(matches!(
+        recon.remove_photo("a"),
+        Err(ReconError::AlreadyRegistered(_))
+    ));
+    assert!(matches!(
+        add(&mut recon, "a", &a),
+        Err(ReconError::DuplicateId(_))
+    ));
 }

@@ -15,13 +15,21 @@ use recon::scene::{NO_POINT, Scene, View};
 use recon::triangulate::Triangulator;
 use recon::{Camera, Intrinsics};
 
-const K: Intrinsics = Intrinsics { fx: 1000.0, fy: 1000.0, cx: 639.5, cy: 479.5 };
+const K: Intrinsics = Intrinsics {
+    fx: 1000.0,
+    fy: 1000.0,
+    cx: 639.5,
+    cy: 479.5,
+};
 
 /// Deterministic generator so every run sees the same scene.
 struct Rng(u64);
 impl Rng {
     fn next(&mut self) -> f64 {
-        self.0 = self.0.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
         ((self.0 >> 11) as f64) / ((1u64 << 53) as f64)
     }
     fn sym(&mut self) -> f64 {
@@ -34,7 +42,9 @@ impl Rng {
 }
 
 fn points(rng: &mut Rng, n: usize) -> Vec<Vector3<f64>> {
-    (0..n).map(|_| Vector3::new(2.0 * rng.sym(), 1.5 * rng.sym(), 6.0 + 2.0 * rng.sym())).collect()
+    (0..n)
+        .map(|_| Vector3::new(2.0 * rng.sym(), 1.5 * rng.sym(), 6.0 + 2.0 * rng.sym()))
+        .collect()
 }
 
 /// A camera on an arc around the scene centre (0, 0, 6), looking at it.
@@ -47,12 +57,20 @@ fn arc_camera(angle_deg: f64) -> Pose {
 
 fn observe(pose: &Pose, x: &Vector3<f64>, noise: f64, rng: &mut Rng) -> [f32; 2] {
     let p = project(&K, pose, x).expect("synthetic points are in front of every camera");
-    [(p.x + noise * rng.gauss()) as f32, (p.y + noise * rng.gauss()) as f32]
+    [
+        (p.x + noise * rng.gauss()) as f32,
+        (p.y + noise * rng.gauss()) as f32,
+    ]
 }
 
 fn features(positions: Vec<[f32; 2]>) -> Features {
     let n = positions.len();
-    Features { positions, scales: vec![1.0; n], colors: vec![[200, 100, 50]; n], descriptors: vec![0; n * 128] }
+    Features {
+        positions,
+        scales: vec![1.0; n],
+        colors: vec![[200, 100, 50]; n],
+        descriptors: vec![0; n * 128],
+    }
 }
 
 #[test]
@@ -73,18 +91,32 @@ fn essential_matrix_recovers_relative_pose_under_noise_and_outliers() {
             });
         }
         let matches: Vec<(u32, u32)> = (0..world.len() as u32).map(|i| (i, i)).collect();
-        let geometry = verify_pair(&features(pa), &K, &features(pb), &K, &matches, 2.0).expect("pair verifies");
+        let geometry = verify_pair(&features(pa), &K, &features(pb), &K, &matches, 2.0)
+            .expect("pair verifies");
         let outliers_kept = geometry.inliers.iter().filter(|(i, _)| i % 5 == 0).count();
         // A 2 px threshold keeps nearly all good matches up to 1 px noise (2 sigma).
-        assert!(geometry.inliers.len() >= 200, "noise {noise}: kept {}", geometry.inliers.len());
-        assert!(outliers_kept <= 6, "noise {noise}: {outliers_kept} wrong matches kept");
+        assert!(
+            geometry.inliers.len() >= 200,
+            "noise {noise}: kept {}",
+            geometry.inliers.len()
+        );
+        assert!(
+            outliers_kept <= 6,
+            "noise {noise}: {outliers_kept} wrong matches kept"
+        );
         let rel = geometry.relative.expect("decomposes");
         let true_rel = b.rotation * a.rotation.inverse();
         let rot_err = rotation_angle_deg(&(rel.rotation * true_rel.inverse()));
         let true_dir = (a.rotation * (b.center - a.center)).normalize();
         let dir_err = rel.center.normalize().angle(&true_dir).to_degrees();
-        assert!(rot_err < 0.05 + 0.1 * noise, "noise {noise}: rotation error {rot_err} deg");
-        assert!(dir_err < 0.5 + 1.0 * noise, "noise {noise}: baseline direction error {dir_err} deg");
+        assert!(
+            rot_err < 0.05 + 0.1 * noise,
+            "noise {noise}: rotation error {rot_err} deg"
+        );
+        assert!(
+            dir_err < 0.5 + 1.0 * noise,
+            "noise {noise}: baseline direction error {dir_err} deg"
+        );
     }
 }
 
@@ -99,16 +131,30 @@ fn p3p_registration_recovers_pose_under_noise_and_outliers() {
             .enumerate()
             .map(|(i, x)| {
                 // Three in ten 2D-3D links are wrong: a random 3D point.
-                let x_used = if i % 10 < 3 { world[(i * 7 + 3) % world.len()] } else { *x };
+                let x_used = if i % 10 < 3 {
+                    world[(i * 7 + 3) % world.len()]
+                } else {
+                    *x
+                };
                 (observe(&truth, x, noise, &mut rng), x_used)
             })
             .collect();
         let found = resect(&K, &correspondences, 2.0 + noise).expect("registers");
         let rot_err = rotation_angle_deg(&(found.pose.rotation * truth.rotation.inverse()));
         let pos_err = (found.pose.center - truth.center).norm();
-        assert!(found.inliers.len() >= 130, "noise {noise}: {} inliers", found.inliers.len());
-        assert!(rot_err < 0.02 + 0.05 * noise, "noise {noise}: rotation error {rot_err} deg");
-        assert!(pos_err < 0.002 + 0.01 * noise, "noise {noise}: centre error {pos_err}");
+        assert!(
+            found.inliers.len() >= 130,
+            "noise {noise}: {} inliers",
+            found.inliers.len()
+        );
+        assert!(
+            rot_err < 0.02 + 0.05 * noise,
+            "noise {noise}: rotation error {rot_err} deg"
+        );
+        assert!(
+            pos_err < 0.002 + 0.01 * noise,
+            "noise {noise}: centre error {pos_err}"
+        );
     }
 }
 
@@ -162,9 +208,18 @@ fn triangulation_is_exact_without_noise_and_refuses_parallel_rays() {
     let tri = Triangulator::new(&scene, 4.0);
     for (i, x) in world.iter().enumerate() {
         let kp = i as u32;
-        let found = tri.point(&scene, &[(0, kp), (1, kp)]).expect("wide rays triangulate");
-        assert!((found - x).norm() < 1e-3, "point {i} off by {}", (found - x).norm());
-        assert!(tri.point(&scene, &[(1, kp), (2, kp)]).is_none(), "near-parallel rays must be refused");
+        let found = tri
+            .point(&scene, &[(0, kp), (1, kp)])
+            .expect("wide rays triangulate");
+        assert!(
+            (found - x).norm() < 1e-3,
+            "point {i} off by {}",
+            (found - x).norm()
+        );
+        assert!(
+            tri.point(&scene, &[(1, kp), (2, kp)]).is_none(),
+            "near-parallel rays must be refused"
+        );
     }
 }
 
@@ -182,7 +237,8 @@ fn bundle_adjustment_pulls_a_perturbed_scene_back_to_the_truth() {
     }
     for view in scene.views.iter_mut().skip(1) {
         let pose = view.pose.as_mut().expect("posed");
-        let wobble = Rotation3::from_scaled_axis(Vector3::new(rng.sym(), rng.sym(), rng.sym()) * 0.008);
+        let wobble =
+            Rotation3::from_scaled_axis(Vector3::new(rng.sym(), rng.sym(), rng.sym()) * 0.008);
         pose.rotation = wobble * pose.rotation;
         pose.center += Vector3::new(rng.sym(), rng.sym(), rng.sym()) * 0.03;
     }
@@ -200,10 +256,20 @@ fn bundle_adjustment_pulls_a_perturbed_scene_back_to_the_truth() {
     let pts: BTreeSet<u32> = scene.points.keys().copied().collect();
     let report = adjust(
         &mut scene,
-        &Adjustment { free_views: &free, points: &pts, refine_focal: false, loss_scale: 2.0, max_iterations: 50 },
+        &Adjustment {
+            free_views: &free,
+            points: &pts,
+            refine_focal: false,
+            loss_scale: 2.0,
+            max_iterations: 50,
+        },
     );
     assert!(report.applied, "solver result accepted");
-    assert!(report.final_rmse < 0.6, "rmse {} px for 0.3 px noise", report.final_rmse);
+    assert!(
+        report.final_rmse < 0.6,
+        "rmse {} px for 0.3 px noise",
+        report.final_rmse
+    );
     let after = compare_with_truth(&cameras_of(&scene), &truth).expect("comparable");
     assert!(
         after.mean_position < before.mean_position / 5.0 && after.mean_position < 0.005,
@@ -216,6 +282,11 @@ fn bundle_adjustment_pulls_a_perturbed_scene_back_to_the_truth() {
     for (view, truth) in scene.views.iter().zip(&cams) {
         let pose = view.pose.expect("posed");
         let err = rotation_angle_deg(&(pose.rotation * truth.rotation.inverse()));
-        assert!(err < 0.02, "{}: rotation error {err} deg (started at {} mean)", view.id, before.mean_rotation_deg);
+        assert!(
+            err < 0.02,
+            "{}: rotation error {err} deg (started at {} mean)",
+            view.id,
+            before.mean_rotation_deg
+        );
     }
 }

@@ -11,23 +11,40 @@ use recon::{Camera, Intrinsics};
 
 /// Whether `colmap` runs here.
 pub fn available() -> bool {
-    Command::new("colmap").arg("help").output().is_ok_and(|o| o.status.success())
+    Command::new("colmap")
+        .arg("help")
+        .output()
+        .is_ok_and(|o| o.status.success())
 }
 
 fn run(args: &[&str], log: &Path) -> Result<(), String> {
-    let out = Command::new("colmap").args(args).env("QT_QPA_PLATFORM", "offscreen").output().map_err(|e| e.to_string())?;
+    let out = Command::new("colmap")
+        .args(args)
+        .env("QT_QPA_PLATFORM", "offscreen")
+        .output()
+        .map_err(|e| e.to_string())?;
     let _ = std::fs::write(log, [out.stdout.as_slice(), out.stderr.as_slice()].concat());
-    if out.status.success() { Ok(()) } else { Err(format!("colmap {} failed, see {}", args[0], log.display())) }
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!("colmap {} failed, see {}", args[0], log.display()))
+    }
 }
 
 /// Run COLMAP on `set` (K from its intrinsics.json, 1600 px) and return its figures as JSON.
 pub fn figures(set: &Path, max_side: u32) -> Result<serde_json::Value, String> {
-    let k = DatasetIntrinsics::load(&set.join("intrinsics.json")).map_err(|e| e.to_string())?.intrinsics();
+    let k = DatasetIntrinsics::load(&set.join("intrinsics.json"))
+        .map_err(|e| e.to_string())?
+        .intrinsics();
     let work = std::env::temp_dir().join(format!("recon-colmap-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&work);
     std::fs::create_dir_all(work.join("sparse")).map_err(|e| e.to_string())?;
     let db = work.join("db.db");
-    let (db, images, sparse) = (db.to_string_lossy(), set.join("images"), work.join("sparse"));
+    let (db, images, sparse) = (
+        db.to_string_lossy(),
+        set.join("images"),
+        work.join("sparse"),
+    );
     let images = images.to_string_lossy();
     // COLMAP puts the centre of the top-left pixel at (0.5, 0.5); ours is at (0, 0).
     let params = format!("{},{},{},{}", k.fx, k.fy, k.cx + 0.5, k.cy + 0.5);
@@ -35,30 +52,75 @@ pub fn figures(set: &Path, max_side: u32) -> Result<serde_json::Value, String> {
     let start = Instant::now();
     run(
         &[
-            "feature_extractor", "--database_path", &db, "--image_path", &images,
-            "--ImageReader.camera_model", "PINHOLE", "--ImageReader.single_camera", "1",
-            "--ImageReader.camera_params", &params, "--SiftExtraction.use_gpu", "0",
-            "--SiftExtraction.max_image_size", &side,
+            "feature_extractor",
+            "--database_path",
+            &db,
+            "--image_path",
+            &images,
+            "--ImageReader.camera_model",
+            "PINHOLE",
+            "--ImageReader.single_camera",
+            "1",
+            "--ImageReader.camera_params",
+            &params,
+            "--SiftExtraction.use_gpu",
+            "0",
+            "--SiftExtraction.max_image_size",
+            &side,
         ],
         &work.join("features.log"),
     )?;
-    run(&["exhaustive_matcher", "--database_path", &db, "--SiftMatching.use_gpu", "0"], &work.join("matching.log"))?;
     run(
         &[
-            "mapper", "--database_path", &db, "--image_path", &images, "--output_path", &sparse.to_string_lossy(),
-            "--Mapper.ba_refine_focal_length", "0", "--Mapper.ba_refine_principal_point", "0",
-            "--Mapper.ba_refine_extra_params", "0",
+            "exhaustive_matcher",
+            "--database_path",
+            &db,
+            "--SiftMatching.use_gpu",
+            "0",
+        ],
+        &work.join("matching.log"),
+    )?;
+    run(
+        &[
+            "mapper",
+            "--database_path",
+            &db,
+            "--image_path",
+            &images,
+            "--output_path",
+            &sparse.to_string_lossy(),
+            "--Mapper.ba_refine_focal_length",
+            "0",
+            "--Mapper.ba_refine_principal_point",
+            "0",
+            "--Mapper.ba_refine_extra_params",
+            "0",
         ],
         &work.join("mapper.log"),
     )?;
     let seconds = start.elapsed().as_secs_f64();
     let model = sparse.join("0");
     let model_s = model.to_string_lossy();
-    run(&["model_converter", "--input_path", &model_s, "--output_path", &model_s, "--output_type", "TXT"], &work.join("convert.log"))?;
+    run(
+        &[
+            "model_converter",
+            "--input_path",
+            &model_s,
+            "--output_path",
+            &model_s,
+            "--output_type",
+            "TXT",
+        ],
+        &work.join("convert.log"),
+    )?;
     let cameras = read_images(&model.join("images.txt"), k)?;
     let (points, reprojection) = read_points(&model.join("points3D.txt"))?;
-    let total = image_files(&set.join("images")).map(|f| f.len()).unwrap_or(0);
-    let errors = load_ground_truth(&set.join("ground_truth.json")).ok().and_then(|gt| compare_with_truth(&cameras, &gt));
+    let total = image_files(&set.join("images"))
+        .map(|f| f.len())
+        .unwrap_or(0);
+    let errors = load_ground_truth(&set.join("ground_truth.json"))
+        .ok()
+        .and_then(|gt| compare_with_truth(&cameras, &gt));
     let _ = std::fs::remove_dir_all(&work);
     Ok(serde_json::json!({
         "registered": cameras.len(),
@@ -73,7 +135,11 @@ pub fn figures(set: &Path, max_side: u32) -> Result<serde_json::Value, String> {
 
 fn data_lines(path: &Path) -> Result<Vec<String>, String> {
     let text = std::fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    Ok(text.lines().filter(|l| !l.starts_with('#')).map(str::to_string).collect())
+    Ok(text
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
 }
 
 fn read_images(path: &Path, k: Intrinsics) -> Result<Vec<Camera>, String> {

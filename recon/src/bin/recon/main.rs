@@ -13,8 +13,8 @@ use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use recon::evaluation::{
-    DatasetIntrinsics, compare_with_truth, datasets_dir, image_files, load_ground_truth, mean_reprojection_error,
-    shuffled_order,
+    DatasetIntrinsics, compare_with_truth, datasets_dir, image_files, load_ground_truth,
+    mean_reprojection_error, shuffled_order,
 };
 use recon::export::{camera_records, timings_json, write_colmap_text, write_ply};
 use recon::{CancelToken, PhotoStatus, Reconstruction, Settings, StageTimings};
@@ -38,7 +38,10 @@ fn main() {
 const USAGE: &str = "usage:\n  recon reconstruct --images DIR [--intrinsics FILE] [--refine-every N] [--order name|shuffled --seed S] [--max-side PX] --out DIR\n  recon bench [--datasets DIR] [--sets a,b] [--seed S] [--no-colmap] [--no-full] [--no-memory]";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
-    args.iter().position(|a| a == name).and_then(|i| args.get(i + 1)).cloned()
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1))
+        .cloned()
 }
 
 fn has(args: &[String], name: &str) -> bool {
@@ -53,17 +56,29 @@ struct RunSummary {
     recon: Reconstruction,
 }
 
-fn run_photos(files: &[PathBuf], settings: Settings, quiet: bool) -> Fallible<(RunSummary, Vec<(String, StageTimings)>)> {
+fn run_photos(
+    files: &[PathBuf],
+    settings: Settings,
+    quiet: bool,
+) -> Fallible<(RunSummary, Vec<(String, StageTimings)>)> {
     let mut recon = Reconstruction::new(settings)?;
     let cancel = CancelToken::new();
     let mut timings = Vec::new();
     let mut latencies = Vec::new();
     let mut names = Vec::new();
     for file in files {
-        let mut name = file.file_name().and_then(|n| n.to_str()).unwrap_or("photo").to_string();
+        let mut name = file
+            .file_name()
+            .and_then(|n| n.to_str())
+            .unwrap_or("photo")
+            .to_string();
         if names.contains(&name) {
             // Photos from several sets can share file names; the set folder tells them apart.
-            let set = file.parent().and_then(Path::parent).and_then(|p| p.file_name()).and_then(|n| n.to_str());
+            let set = file
+                .parent()
+                .and_then(Path::parent)
+                .and_then(|p| p.file_name())
+                .and_then(|n| n.to_str());
             name = format!("{}/{name}", set.unwrap_or("other"));
         }
         let bytes = std::fs::read(file)?;
@@ -74,11 +89,24 @@ fn run_photos(files: &[PathBuf], settings: Settings, quiet: bool) -> Fallible<(R
             Ok(outcome) => {
                 if !quiet {
                     let status = match &outcome.status {
-                        PhotoStatus::Registered(p) => format!("registered, {} new points", p.new_points.len()),
+                        PhotoStatus::Registered(p) => {
+                            format!("registered, {} new points", p.new_points.len())
+                        }
                         PhotoStatus::NotRegistered { reason } => format!("pending: {reason}"),
                     };
-                    let also: Vec<&str> = outcome.also_registered.iter().map(|p| p.camera.image.as_str()).collect();
-                    eprintln!("{name}: {status}{} ({elapsed:.2}s)", if also.is_empty() { String::new() } else { format!("; also registered {also:?}") });
+                    let also: Vec<&str> = outcome
+                        .also_registered
+                        .iter()
+                        .map(|p| p.camera.image.as_str())
+                        .collect();
+                    eprintln!(
+                        "{name}: {status}{} ({elapsed:.2}s)",
+                        if also.is_empty() {
+                            String::new()
+                        } else {
+                            format!("; also registered {also:?}")
+                        }
+                    );
                 }
                 timings.push((name.clone(), outcome.timings));
             }
@@ -93,13 +121,24 @@ fn run_photos(files: &[PathBuf], settings: Settings, quiet: bool) -> Fallible<(R
     let start = Instant::now();
     recon.refine(&mut |_, _| {}, &cancel)?;
     let final_refine_seconds = start.elapsed().as_secs_f64();
-    Ok((RunSummary { names, latencies, final_refine_seconds, recon }, timings))
+    Ok((
+        RunSummary {
+            names,
+            latencies,
+            final_refine_seconds,
+            recon,
+        },
+        timings,
+    ))
 }
 
 fn ordered(files: Vec<PathBuf>, order: &str, seed: u64) -> Fallible<Vec<PathBuf>> {
     match order {
         "name" => Ok(files),
-        "shuffled" => Ok(shuffled_order(files.len(), seed).into_iter().filter_map(|i| files.get(i).cloned()).collect()),
+        "shuffled" => Ok(shuffled_order(files.len(), seed)
+            .into_iter()
+            .filter_map(|i| files.get(i).cloned())
+            .collect()),
         other => Err(format!("unknown order {other:?} (name or shuffled)").into()),
     }
 }
@@ -122,7 +161,10 @@ fn settings_from(args: &[String]) -> Fallible<Settings> {
 fn reconstruct(args: &[String]) -> Fallible<RunSummary> {
     let images = flag(args, "--images").ok_or(USAGE)?;
     let out = PathBuf::from(flag(args, "--out").ok_or(USAGE)?);
-    let seed: u64 = flag(args, "--seed").map(|s| s.parse()).transpose()?.unwrap_or(0);
+    let seed: u64 = flag(args, "--seed")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(0);
     let order = flag(args, "--order").unwrap_or_else(|| "name".into());
     let settings = settings_from(args)?;
     let files = ordered(image_files(Path::new(&images))?, &order, seed)?;
@@ -132,7 +174,10 @@ fn reconstruct(args: &[String]) -> Fallible<RunSummary> {
     let mut ids = summary.names.clone();
     ids.sort();
     let records = camera_records(&ids, &model.cameras);
-    std::fs::write(out.join("cameras.json"), serde_json::to_string_pretty(&records)?)?;
+    std::fs::write(
+        out.join("cameras.json"),
+        serde_json::to_string_pretty(&records)?,
+    )?;
     write_ply(&out.join("points.ply"), &model.points)?;
     let t = serde_json::json!({ "photos": timings_json(&timings), "final_refinement": summary.final_refine_seconds });
     std::fs::write(out.join("timings.json"), serde_json::to_string_pretty(&t)?)?;
@@ -172,13 +217,14 @@ fn peak_rss_mib() -> f64 {
 fn bench_one(args: &[String]) -> Fallible<()> {
     let dir = PathBuf::from(flag(args, "--set").ok_or(USAGE)?);
     let order = flag(args, "--order").unwrap_or_else(|| "name".into());
-    let seed: u64 = flag(args, "--seed").map(|s| s.parse()).transpose()?.unwrap_or(1);
+    let seed: u64 = flag(args, "--seed")
+        .map(|s| s.parse())
+        .transpose()?
+        .unwrap_or(1);
     let mut settings = Settings::default();
     let with_k = !has(args, "--no-k");
-    if with_k {
-        if let Ok(k) = DatasetIntrinsics::load(&dir.join("intrinsics.json")) {
-            settings.intrinsics = Some(k.intrinsics());
-        }
+    if with_k && let Ok(k) = DatasetIntrinsics::load(&dir.join("intrinsics.json")) {
+        settings.intrinsics = Some(k.intrinsics());
     }
     let mut files = Vec::new();
     for set in dir.to_string_lossy().split(',') {
@@ -190,7 +236,9 @@ fn bench_one(args: &[String]) -> Fallible<()> {
     let files = ordered(files, &order, seed)?;
     let (summary, _) = run_photos(&files, settings, true)?;
     let model = summary.recon.model();
-    let errors = load_ground_truth(&dir.join("ground_truth.json")).ok().and_then(|gt| compare_with_truth(&model.cameras, &gt));
+    let errors = load_ground_truth(&dir.join("ground_truth.json"))
+        .ok()
+        .and_then(|gt| compare_with_truth(&model.cameras, &gt));
     let line = serde_json::json!({
         "registered": model.cameras.len(),
         "total": summary.names.len(),
@@ -219,9 +267,18 @@ fn bench(args: &[String]) -> Fallible<()> {
     let exe = std::env::current_exe()?;
     let with_colmap = !has(args, "--no-colmap") && colmap::available();
     if !with_colmap {
-        println!("COLMAP: not run ({})\n", if has(args, "--no-colmap") { "--no-colmap" } else { "colmap not installed" });
+        println!(
+            "COLMAP: not run ({})\n",
+            if has(args, "--no-colmap") {
+                "--no-colmap"
+            } else {
+                "colmap not installed"
+            }
+        );
     }
-    println!("| set | order | registered | position err | rotation err | reproj px | points | latency p50/p95 s | final refine s | peak RSS MiB |");
+    println!(
+        "| set | order | registered | position err | rotation err | reproj px | points | latency p50/p95 s | final refine s | peak RSS MiB |"
+    );
     println!("|---|---|---|---|---|---|---|---|---|---|");
     for set in sets.split(',') {
         let dir = root.join(set);
@@ -230,7 +287,18 @@ fn bench(args: &[String]) -> Fallible<()> {
             continue;
         }
         for order in ["name", "shuffled"] {
-            let v = match run_child(&exe, &["bench-one", "--set", &dir.to_string_lossy(), "--order", order, "--seed", &seed]) {
+            let v = match run_child(
+                &exe,
+                &[
+                    "bench-one",
+                    "--set",
+                    &dir.to_string_lossy(),
+                    "--order",
+                    order,
+                    "--seed",
+                    &seed,
+                ],
+            ) {
                 Ok(v) => v,
                 Err(e) => {
                     println!("| {set} | {order} | failed: {e} | | | | | | | |");
@@ -249,16 +317,45 @@ fn bench(args: &[String]) -> Fallible<()> {
     if !has(args, "--no-full") {
         let dir = root.join("fountain-P11-full");
         if dir.is_dir() {
-            let v = run_child(&exe, &["bench-one", "--set", &dir.to_string_lossy(), "--order", "name"])?;
+            let v = run_child(
+                &exe,
+                &[
+                    "bench-one",
+                    "--set",
+                    &dir.to_string_lossy(),
+                    "--order",
+                    "name",
+                ],
+            )?;
             print_row("fountain-P11-full (3072x2048, K scaled)", "name", &v);
         }
     }
     if !has(args, "--no-memory") {
         // 30 photos of several scenes, without K: memory with many photos, and unrelated
         // scenes that must stay pending or form their own model without corrupting the first.
-        let sets = ["fountain-P11-full", "Herz-Jesus-P8-half", "entry-P10-half", "sceaux-castle-half"];
-        let dirs: Vec<String> = sets.iter().map(|s| root.join(s).to_string_lossy().into_owned()).collect();
-        let v = run_child(&exe, &["bench-one", "--set", &dirs.join(","), "--order", "name", "--limit", "30", "--no-k"])?;
+        let sets = [
+            "fountain-P11-full",
+            "Herz-Jesus-P8-half",
+            "entry-P10-half",
+            "sceaux-castle-half",
+        ];
+        let dirs: Vec<String> = sets
+            .iter()
+            .map(|s| root.join(s).to_string_lossy().into_owned())
+            .collect();
+        let v = run_child(
+            &exe,
+            &[
+                "bench-one",
+                "--set",
+                &dirs.join(","),
+                "--order",
+                "name",
+                "--limit",
+                "30",
+                "--no-k",
+            ],
+        )?;
         print_row("30 photos, 4 scenes, no K", "name", &v);
     }
     Ok(())
@@ -267,7 +364,8 @@ fn bench(args: &[String]) -> Fallible<()> {
 fn run_child(exe: &Path, args: &[&str]) -> Fallible<serde_json::Value> {
     let out = std::process::Command::new(exe).args(args).output()?;
     let text = String::from_utf8_lossy(&out.stdout);
-    serde_json::from_str(text.trim()).map_err(|_| format!("bench-one failed: {}", String::from_utf8_lossy(&out.stderr)).into())
+    serde_json::from_str(text.trim())
+        .map_err(|_| format!("bench-one failed: {}", String::from_utf8_lossy(&out.stderr)).into())
 }
 
 fn print_row(set: &str, order: &str, v: &serde_json::Value) {
