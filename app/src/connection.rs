@@ -60,7 +60,9 @@ pub use browser::connect;
 #[cfg(feature = "hydrate")]
 mod browser {
     use super::{backoff_delay, ConnectionState};
-    use crate::protocol::{close_code, ClientMessage, RoomId, ServerMessage, PROTOCOL_VERSION};
+    use crate::protocol::{
+        close_code, ClientMessage, RoomId, ServerMessage, StreamPosition, PROTOCOL_VERSION,
+    };
     use futures::{SinkExt, StreamExt};
     use gloo_net::websocket::{futures::WebSocket, Message, WebSocketError};
     use leptos::prelude::*;
@@ -86,8 +88,10 @@ mod browser {
                 return;
             };
             let mut attempt: u32 = 0;
+            // Survives reconnects: the server resumes the stream right after it.
+            let mut position: Option<StreamPosition> = None;
             loop {
-                match run_once(&url, state).await {
+                match run_once(&url, state, &mut position).await {
                     Ended::GiveUp(reason) => {
                         state.set(ConnectionState::Offline { reason });
                         return;
@@ -108,12 +112,16 @@ mod browser {
         });
     }
 
-    async fn run_once(url: &str, state: RwSignal<ConnectionState>) -> Ended {
+    async fn run_once(
+        url: &str,
+        state: RwSignal<ConnectionState>,
+        position: &mut Option<StreamPosition>,
+    ) -> Ended {
         let Ok(socket) = WebSocket::open(url) else {
             return Ended::Retry;
         };
         let (mut sink, mut stream) = socket.split();
-        let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, name: None };
+        let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, name: None, resume: position.clone() };
         if sink.send(Message::Text(hello.to_json())).await.is_err() {
             return Ended::Retry;
         }
@@ -127,6 +135,16 @@ mod browser {
             match serde_json::from_str::<ServerMessage>(&text) {
                 Ok(ServerMessage::Welcome { connection_id, server_version, .. }) => {
                     state.set(ConnectionState::Connected { connection_id, server_version });
+                }
+                Ok(ServerMessage::Snapshot { position: at, .. }) => *position = Some(at),
+                Ok(ServerMessage::Event { epoch, seq, .. }) => {
+                    let expected = position.as_ref().filter(|p| p.epoch == epoch).map(|p| p.seq + 1);
+                    if expected.is_some_and(|e| e != seq) {
+                        // A gap means our copy is wrong; reconnecting resumes from what we have.
+                        leptos::logging::warn!("stream gap: expected {expected:?}, got {seq}");
+                        return Ended::Retry;
+                    }
+                    *position = Some(StreamPosition { epoch, seq });
                 }
                 Ok(ServerMessage::Pong { .. }) => {}
                 Ok(ServerMessage::Error { message, .. }) => {

@@ -29,6 +29,8 @@ pub mod close_code {
     pub const ROOM_NOT_FOUND: u16 = 4004;
     /// The client fell too far behind; reconnect and resume from the last (epoch, seq).
     pub const TOO_SLOW: u16 = 4008;
+    /// The server could not serve the room right now (storage failure); retry with backoff.
+    pub const INTERNAL_ERROR: u16 = 1011;
 }
 
 /// A room's identifier as it appears in URLs and on disk.
@@ -114,9 +116,15 @@ pub enum ClientMessage {
         /// Display name chosen by the user; the server trims and bounds it.
         #[serde(default)]
         name: Option<String>,
+        /// Where this client's copy of the room stream ends, when it had one. The server then
+        /// sends exactly the events after it, or a fresh snapshot when it cannot.
+        #[serde(default)]
+        resume: Option<StreamPosition>,
     },
     /// Liveness probe; the server answers with the same nonce.
     Ping { nonce: u64 },
+    /// A line of text for everyone in the room, appended to the room's stream.
+    Note { text: String },
 }
 
 /// Messages the server sends to a client.
@@ -131,11 +139,62 @@ pub enum ServerMessage {
         connection_id: u64,
         /// The server's crate version, shown in the page footer.
         server_version: String,
+        /// The room stream's head when this connection joined it.
+        head: StreamPosition,
     },
+    /// The whole room state at `position`. `reset` is true when the client asked to resume but
+    /// the events it missed are no longer available: it must replace, not merge, what it has.
+    Snapshot { position: StreamPosition, reset: bool, room: RoomSnapshot },
+    /// One event of the room stream. `seq` is exactly one more than the previous event's.
+    Event { epoch: String, seq: u64, event: RoomEvent },
     Pong { nonce: u64 },
     /// Something the client sent was refused. The connection stays open unless a close frame
     /// follows, so one bad message never costs the user the session.
     Error { code: ErrorCode, message: String },
+}
+
+/// A position in a room's event stream: Centrifugo's (epoch, offset). `seq` counts events from 1
+/// within an epoch; a new epoch means the history before it cannot be replayed.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct StreamPosition {
+    pub epoch: String,
+    pub seq: u64,
+}
+
+/// Something that happened in a room, in the order every member sees it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum RoomEvent {
+    /// A member sent a line of text to everyone (also how scripts and tests mark the stream).
+    Note { by: String, text: String },
+}
+
+/// Everything a newcomer needs to draw the room as it is now.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct RoomSnapshot {
+    /// Notes in stream order, at most [`RoomSnapshot::MAX_NOTES`] of the latest.
+    pub notes: Vec<String>,
+    /// How many events the stream has carried in this epoch.
+    pub events: u64,
+}
+
+impl RoomSnapshot {
+    pub const MAX_NOTES: usize = 50;
+
+    /// Folds one event into the state; the server and a resuming client both use this, so a
+    /// snapshot plus the events after it always equals the state at the newest event.
+    pub fn apply(&mut self, event: &RoomEvent) {
+        self.events += 1;
+        match event {
+            RoomEvent::Note { by, text } => {
+                self.notes.push(format!("{by}: {text}"));
+                if self.notes.len() > Self::MAX_NOTES {
+                    let excess = self.notes.len() - Self::MAX_NOTES;
+                    self.notes.drain(..excess);
+                }
+            }
+        }
+    }
 }
 
 /// Machine-readable error kinds; `message` carries the human-readable explanation.
@@ -151,6 +210,8 @@ pub enum ErrorCode {
     /// The message is valid but not allowed now (e.g. a second `hello`).
     OutOfOrder,
     UnsupportedVersion,
+    /// The server could not carry the request out right now; retrying may work.
+    Unavailable,
 }
 
 impl ClientMessage {
@@ -199,8 +260,8 @@ mod tests {
 
     #[test]
     fn messages_use_a_type_tag() {
-        let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, name: Some("Ana".into()) };
-        assert_eq!(hello.to_json(), r#"{"type":"hello","version":1,"name":"Ana"}"#);
+        let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, name: Some("Ana".into()), resume: None };
+        assert_eq!(hello.to_json(), r#"{"type":"hello","version":1,"name":"Ana","resume":null}"#);
         let parsed: ClientMessage = serde_json::from_str(r#"{"type":"ping","nonce":7}"#).unwrap();
         assert_eq!(parsed, ClientMessage::Ping { nonce: 7 });
         let welcome = ServerMessage::Welcome {
@@ -208,6 +269,7 @@ mod tests {
             room: RoomId::parse("auditorio").unwrap(),
             connection_id: 3,
             server_version: "0.1.0".into(),
+            head: StreamPosition { epoch: "e1".into(), seq: 4 },
         };
         let json = welcome.to_json();
         assert_eq!(serde_json::from_str::<ServerMessage>(&json).unwrap(), welcome);
@@ -217,7 +279,18 @@ mod tests {
     #[test]
     fn hello_without_name_is_accepted() {
         let parsed: ClientMessage = serde_json::from_str(r#"{"type":"hello","version":1}"#).unwrap();
-        assert_eq!(parsed, ClientMessage::Hello { version: 1, name: None });
+        assert_eq!(parsed, ClientMessage::Hello { version: 1, name: None, resume: None });
+    }
+
+    #[test]
+    fn snapshots_fold_events_and_keep_the_latest_notes() {
+        let mut state = RoomSnapshot::default();
+        for i in 0..(RoomSnapshot::MAX_NOTES + 5) {
+            state.apply(&RoomEvent::Note { by: "Ana".into(), text: i.to_string() });
+        }
+        assert_eq!(state.events as usize, RoomSnapshot::MAX_NOTES + 5);
+        assert_eq!(state.notes.len(), RoomSnapshot::MAX_NOTES);
+        assert_eq!(state.notes.first().map(String::as_str), Some("Ana: 5"));
     }
 
     #[test]

@@ -5,9 +5,11 @@
 //! UI code (that is `app`, rendered here through leptos_axum).
 
 pub mod config;
+pub mod event_log;
 pub mod health;
 pub mod session;
 pub mod state;
+pub mod storage;
 
 use app::{App, shell};
 use axum::Router;
@@ -18,6 +20,7 @@ use leptos_axum::{LeptosRoutes, generate_route_list};
 use state::AppState;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
@@ -30,6 +33,8 @@ pub enum ServerError {
     Bind { addr: SocketAddr, source: std::io::Error },
     #[error("server failed: {0}")]
     Serve(std::io::Error),
+    #[error(transparent)]
+    Storage(#[from] storage::StorageError),
 }
 
 /// The options leptos_axum needs, taken from our own flags rather than from the LEPTOS_* env
@@ -71,8 +76,10 @@ impl Bound {
             .await
             .map_err(|source| ServerError::Bind { addr: config.bind, source })?;
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
+        let storage = Arc::new(storage::Storage::open(&config.data_dir)?);
+        let events = Arc::new(event_log::EventLog::new(storage));
         let (stop, stopping) = watch::channel(false);
-        let state = AppState::new(leptos_options(config, addr), stopping);
+        let state = AppState::new(leptos_options(config, addr), events, stopping);
         Ok(Self { listener, state, stop })
     }
 

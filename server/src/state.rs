@@ -1,5 +1,6 @@
 //! State shared by every request handler.
 
+use crate::event_log::EventLog;
 use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
 use std::sync::Arc;
@@ -15,6 +16,7 @@ pub struct AppState {
 
 pub struct Shared {
     pub started: Instant,
+    pub events: Arc<EventLog>,
     pub open_connections: AtomicUsize,
     next_connection_id: AtomicU64,
     /// Flips to `true` once on SIGINT/SIGTERM; sessions watch it to close with "going away" so
@@ -23,11 +25,12 @@ pub struct Shared {
 }
 
 impl AppState {
-    pub fn new(leptos: LeptosOptions, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(leptos: LeptosOptions, events: Arc<EventLog>, shutdown: watch::Receiver<bool>) -> Self {
         Self {
             leptos,
             inner: Arc::new(Shared {
                 started: Instant::now(),
+                events,
                 open_connections: AtomicUsize::new(0),
                 next_connection_id: AtomicU64::new(1),
                 shutdown,

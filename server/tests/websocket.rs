@@ -1,6 +1,6 @@
 //! The server on a real socket on 127.0.0.1, spoken to by real WebSocket and HTTP clients.
 
-use app::protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, ServerMessage, close_code};
+use app::protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, RoomEvent, ServerMessage, StreamPosition, close_code};
 use futures_util::{SinkExt, StreamExt};
 use server::config::Config;
 use server::health::Health;
@@ -16,19 +16,40 @@ struct TestServer {
     addr: SocketAddr,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
-    _data: tempfile::TempDir,
+    _data: Option<tempfile::TempDir>,
 }
 
 impl TestServer {
     async fn start() -> Self {
         let data = tempfile::tempdir().expect("temp dir");
-        let bound = server::Bound::bind(&Config::for_data_dir(data.path().to_owned())).await.expect("bind");
+        let mut server = Self::start_in(data.path()).await;
+        server._data = Some(data);
+        server
+    }
+
+    async fn start_in(data: &std::path::Path) -> Self {
+        let bound = server::Bound::bind(&Config::for_data_dir(data.to_owned())).await.expect("bind");
         let addr = bound.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(async move {
             bound.serve(async { let _ = stopped.await; }).await.expect("serve");
         });
-        Self { addr, stop: Some(stop), done, _data: data }
+        Self { addr, stop: Some(stop), done, _data: None }
+    }
+
+    /// Graceful stop; waits until the server released everything.
+    async fn stop(mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+        tokio::time::timeout(Duration::from_secs(10), &mut self.done).await.expect("stops").expect("clean");
+    }
+
+    /// The room's stream head, read by a fresh client.
+    async fn status(&self, room: &str) -> (String, u64) {
+        let mut socket = self.connect(room).await;
+        let head = hello_resuming(&mut socket, None).await;
+        (head.epoch, head.seq)
     }
 
     async fn connect(&self, room: &str) -> Socket {
@@ -60,9 +81,12 @@ async fn next(socket: &mut Socket) -> Result<ServerMessage, Option<(CloseCode, S
     }
 }
 
+/// Says hello as a new client: returns the welcome, after checking the snapshot that follows it.
 async fn hello(socket: &mut Socket) -> ServerMessage {
-    send(socket, &ClientMessage::Hello { version: PROTOCOL_VERSION, name: Some("Ana".into()) }).await;
-    next(socket).await.expect("welcome")
+    send(socket, &ClientMessage::Hello { version: PROTOCOL_VERSION, name: Some("Ana".into()), resume: None }).await;
+    let welcome = next(socket).await.expect("welcome");
+    assert!(matches!(next(socket).await, Ok(ServerMessage::Snapshot { reset: false, .. })));
+    welcome
 }
 
 #[tokio::test]
@@ -117,7 +141,7 @@ async fn bad_frames_get_errors_and_the_session_survives() {
         Message::text(r#"{"type":"launch_missiles"}"#),
         Message::text(r#"{"type":"ping","nonce":"seven"}"#),
         Message::binary(vec![0u8, 159, 146, 150, 255]),
-        Message::text(ClientMessage::Hello { version: PROTOCOL_VERSION, name: None }.to_json()),
+        Message::text(ClientMessage::Hello { version: PROTOCOL_VERSION, name: None, resume: None }.to_json()),
     ];
     let expected = [
         ErrorCode::BadMessage,
@@ -163,7 +187,7 @@ async fn oversized_frames_close_only_that_connection() {
 async fn wrong_version_or_missing_hello_is_refused_with_a_close_code() {
     let server = TestServer::start().await;
     let mut old = server.connect("auditorio").await;
-    send(&mut old, &ClientMessage::Hello { version: PROTOCOL_VERSION + 1, name: None }).await;
+    send(&mut old, &ClientMessage::Hello { version: PROTOCOL_VERSION + 1, name: None, resume: None }).await;
     let closed = next(&mut old).await.expect_err("closed");
     assert_eq!(closed.map(|(code, _)| u16::from(code)), Some(close_code::PROTOCOL_MISMATCH));
 
@@ -218,4 +242,105 @@ async fn pages_are_server_rendered() {
 
     let missing = reqwest::get(format!("http://{}/no/such/page", server.addr)).await.expect("get");
     assert_eq!(missing.status(), 404);
+}
+
+async fn hello_resuming(socket: &mut Socket, resume: Option<StreamPosition>) -> StreamPosition {
+    send(socket, &ClientMessage::Hello { version: PROTOCOL_VERSION, name: Some("Ana".into()), resume }).await;
+    match next(socket).await {
+        Ok(ServerMessage::Welcome { head, .. }) => head,
+        other => panic!("expected welcome, got {other:?}"),
+    }
+}
+
+/// Reads messages until `count` events arrived; returns their (seq, text) in arrival order.
+async fn events(socket: &mut Socket, count: usize) -> Vec<(u64, String)> {
+    let mut got = Vec::new();
+    while got.len() < count {
+        match next(socket).await {
+            Ok(ServerMessage::Event { seq, event: RoomEvent::Note { text, .. }, .. }) => got.push((seq, text)),
+            Ok(ServerMessage::Snapshot { .. }) => {}
+            other => panic!("expected an event, got {other:?}"),
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn two_clients_receive_identical_ordered_streams() {
+    let server = TestServer::start().await;
+    let mut a = server.connect("auditorio").await;
+    let mut b = server.connect("auditorio").await;
+    hello_resuming(&mut a, None).await;
+    hello_resuming(&mut b, None).await;
+    for i in 0..20 {
+        let (writer, text) = if i % 2 == 0 { (&mut a, format!("a{i}")) } else { (&mut b, format!("b{i}")) };
+        send(writer, &ClientMessage::Note { text }).await;
+    }
+    let from_a = events(&mut a, 20).await;
+    let from_b = events(&mut b, 20).await;
+    assert_eq!(from_a, from_b);
+    assert_eq!(from_a.iter().map(|(seq, _)| *seq).collect::<Vec<_>>(), (1..=20).collect::<Vec<_>>());
+}
+
+#[tokio::test]
+async fn a_reconnecting_client_resumes_with_no_gap_and_no_duplicate() {
+    let server = TestServer::start().await;
+    let mut writer = server.connect("auditorio").await;
+    let mut reader = server.connect("auditorio").await;
+    hello_resuming(&mut writer, None).await;
+    hello_resuming(&mut reader, None).await;
+    for i in 1..=5 {
+        send(&mut writer, &ClientMessage::Note { text: format!("n{i}") }).await;
+    }
+    let seen = events(&mut reader, 5).await;
+    let epoch = match server.status("auditorio").await {
+        (epoch, 5) => epoch,
+        other => panic!("unexpected head {other:?}"),
+    };
+    drop(reader);
+    for i in 6..=12 {
+        send(&mut writer, &ClientMessage::Note { text: format!("n{i}") }).await;
+    }
+    events(&mut writer, 12).await;
+    let mut back = server.connect("auditorio").await;
+    let head = hello_resuming(&mut back, Some(StreamPosition { epoch: epoch.clone(), seq: seen[4].0 })).await;
+    assert_eq!(head, StreamPosition { epoch, seq: 12 });
+    let missed = events(&mut back, 7).await;
+    assert_eq!(missed, (6..=12).map(|i| (i, format!("n{i}"))).collect::<Vec<_>>());
+    // Nothing else was queued: the next thing is a live event.
+    send(&mut writer, &ClientMessage::Note { text: "live".into() }).await;
+    assert_eq!(events(&mut back, 1).await, vec![(13, "live".to_owned())]);
+}
+
+#[tokio::test]
+async fn a_stale_epoch_gets_a_reset_snapshot() {
+    let server = TestServer::start().await;
+    let mut socket = server.connect("auditorio").await;
+    send(&mut socket, &ClientMessage::Hello {
+        version: PROTOCOL_VERSION,
+        name: None,
+        resume: Some(StreamPosition { epoch: "long-gone".into(), seq: 40 }),
+    })
+    .await;
+    assert!(matches!(next(&mut socket).await, Ok(ServerMessage::Welcome { .. })));
+    assert!(matches!(next(&mut socket).await, Ok(ServerMessage::Snapshot { reset: true, .. })));
+}
+
+#[tokio::test]
+async fn events_survive_a_server_restart_on_the_same_data_directory() {
+    let data = tempfile::tempdir().expect("temp dir");
+    let first = TestServer::start_in(data.path()).await;
+    let mut socket = first.connect("auditorio").await;
+    let head = hello_resuming(&mut socket, None).await;
+    for i in 1..=3 {
+        send(&mut socket, &ClientMessage::Note { text: format!("kept {i}") }).await;
+    }
+    events(&mut socket, 3).await;
+    first.stop().await;
+
+    let second = TestServer::start_in(data.path()).await;
+    let mut socket = second.connect("auditorio").await;
+    let resumed_head = hello_resuming(&mut socket, Some(StreamPosition { epoch: head.epoch.clone(), seq: 1 })).await;
+    assert_eq!(resumed_head, StreamPosition { epoch: head.epoch, seq: 3 });
+    assert_eq!(events(&mut socket, 2).await, vec![(2, "kept 2".to_owned()), (3, "kept 3".to_owned())]);
 }
