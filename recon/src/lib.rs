@@ -2,10 +2,12 @@
 //! coloured sparse 3D model one photo at a time.
 //!
 //! It is a plain library with no web, async or GPU dependencies. It is not a dense
-//! reconstruction, not a mesher, and not a global (all-photos-at-once) SfM. Feature detection,
-//! matching, the minimal solvers in RANSAC, triangulation and bundle adjustment come from the
-//! `openmvg-*` crates; this crate owns the online orchestration: which photos to match, the
-//! initial pair, registration with pending retries, track bookkeeping, refinement and I/O.
+//! reconstruction, not a mesher, and not a global (all-photos-at-once) SfM; it keeps one model
+//! per [`Reconstruction`], and photos of other scenes stay pending. Feature detection (SIFT),
+//! matching (HNSW with a mutual ratio test), the minimal solvers in RANSAC (five-point essential
+//! matrix, P3P), triangulation and bundle adjustment come from the `openmvg-*` crates; this crate
+//! owns the online orchestration: which photos to match, the initial pair, registration with
+//! pending retries, track bookkeeping, refinement, persistence and I/O.
 //!
 //! # API used by the server
 //!
@@ -18,23 +20,41 @@
 //!   pending photos that it unlocked, `model` is set when the periodic refinement ran, `timings`
 //!   gives seconds per [`Stage`].
 //! - [`Reconstruction::refine`]`(&mut self, progress, cancel) -> Result<Model, ReconError>`,
-//!   [`Reconstruction::model`]`(&self) -> Model`, [`Reconstruction::remove_photo`] for a pending
-//!   photo.
+//!   [`Reconstruction::model`]`(&self) -> Model`, [`Reconstruction::remove_photo`]`(id)` for a
+//!   pending photo, [`Reconstruction::is_registered`]`(id)`.
 //! - [`Reconstruction::save`]`(&self, path)` / [`Reconstruction::load`]`(path)` (versioned binary
 //!   format, [`persist::STATE_VERSION`]); also `to_bytes`/`from_bytes`.
-//! - [`export::ply_bytes`], [`export::write_ply`], [`export::camera_records`],
-//!   [`export::write_colmap_text`].
+//! - [`export::ply_bytes`], [`export::write_ply`], [`export::read_ply`],
+//!   [`export::camera_records`], [`export::timings_json`], [`export::write_colmap_text`].
 //!
 //! A [`CancelToken`] is checked between stages; a cancelled or failed call leaves the model
-//! unchanged. Everything is `Send`, and the same photos in the same order give byte-identical
-//! output.
+//! unchanged (each call works on a copy of the scene and commits at the end). Everything is
+//! `Send`, and the same photos in the same order give byte-identical output: RANSAC and HNSW are
+//! seeded, and parallel work is collected in input order.
+//!
+//! # Conventions
+//!
+//! Cameras are world-to-camera: a world point X is at `R (X - center)` in the camera, which
+//! looks down +z with x right and y down; pixel centres sit on integer coordinates. [`Camera`]
+//! and [`Model`] give K for the upright photo at its original resolution. The first registered
+//! camera is the origin and the first baseline has unit length; the model's scale is arbitrary.
 //!
 //! # Intrinsics
 //!
-//! [`Settings::intrinsics`] (K at the original resolution, scaled to the processing size) is
-//! held fixed. Without it, the EXIF 35 mm-equivalent focal length is used, else
-//! [`intrinsics::PRIOR_FOCAL_FACTOR`] times the longer side; both are refined by global
-//! adjustment.
+//! [`Settings::intrinsics`] (K at the original resolution, after EXIF orientation, scaled to the
+//! processing size) is held fixed. Without it, the EXIF 35 mm-equivalent focal length is used,
+//! else [`intrinsics::PRIOR_FOCAL_FACTOR`] times the longer side; both are refined per photo by
+//! global adjustment. A plain EXIF focal length in millimetres is read but not used, since the
+//! sensor width is unknown.
+//!
+//! # Modules
+//!
+//! [`decode`] (bytes, EXIF, size limits, downscale), [`intrinsics`], [`feature`], [`matching`],
+//! [`estimators`] (essential matrix, P3P), [`register`] (initial pair, PnP), [`triangulate`]
+//! (new points, track growth, outlier filter), [`bundle`] (adjustment), [`scene`] (the model's
+//! bookkeeping), [`reconstruction`] (the online loop), [`persist`], [`export`], [`evaluation`]
+//! (ground truth comparison and dataset helpers for tests and the bench), [`progress`],
+//! [`settings`], [`model`], [`error`].
 
 pub mod bundle;
 pub mod decode;

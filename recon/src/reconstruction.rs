@@ -459,7 +459,9 @@ pub(crate) fn refine_scene(work: &mut Scene, threshold: f64, report: &mut dyn Fn
             points: &points,
             refine_focal: true,
             loss_scale: threshold,
-            max_iterations: 30,
+            // The second round starts near its optimum; a short polish keeps refinement of a
+            // 30-photo room within the per-photo latency budget.
+            max_iterations: if round == 0 { 30 } else { 10 },
         };
         adjust(work, &job);
         filter_points(work, None, 2.0 * threshold, MIN_POINT_ANGLE_DEG);

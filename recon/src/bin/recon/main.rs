@@ -234,12 +234,54 @@ fn bench_one(args: &[String]) -> Fallible<()> {
         files.truncate(n.parse()?);
     }
     let files = ordered(files, &order, seed)?;
-    let (summary, _) = run_photos(&files, settings, true)?;
+    let (summary, _) = run_photos(&files, settings, false)?;
     let model = summary.recon.model();
     let errors = load_ground_truth(&dir.join("ground_truth.json"))
         .ok()
         .and_then(|gt| compare_with_truth(&model.cameras, &gt));
+    // With several sets fed together, score each set's cameras against its own truth, so a
+    // photo registered into the wrong place would show up as a large error.
+    let mut per_set = serde_json::Map::new();
+    let sets: Vec<&str> = dir.to_str().unwrap_or_default().split(',').collect();
+    if sets.len() > 1 {
+        for (i, set) in sets.iter().enumerate() {
+            let set_path = Path::new(set);
+            let Ok(gt) = load_ground_truth(&set_path.join("ground_truth.json")) else {
+                continue;
+            };
+            let name = set_path
+                .file_name()
+                .and_then(|n| n.to_str())
+                .unwrap_or_default();
+            let prefix = format!("{name}/");
+            let cams: Vec<recon::Camera> = model
+                .cameras
+                .iter()
+                .filter_map(|c| {
+                    let local = if i == 0 {
+                        Some(c.image.as_str()).filter(|id| !id.contains('/'))
+                    } else {
+                        c.image.strip_prefix(&prefix)
+                    };
+                    local.map(|id| recon::Camera {
+                        image: id.to_string(),
+                        ..c.clone()
+                    })
+                })
+                .collect();
+            let e = compare_with_truth(&cams, &gt);
+            per_set.insert(
+                name.to_string(),
+                serde_json::json!({
+                    "registered": cams.len(),
+                    "mean_position_error": e.as_ref().map(|e| e.mean_position),
+                    "mean_rotation_error_deg": e.as_ref().map(|e| e.mean_rotation_deg),
+                }),
+            );
+        }
+    }
     let line = serde_json::json!({
+        "per_set": per_set,
         "registered": model.cameras.len(),
         "total": summary.names.len(),
         "points": model.points.len(),
