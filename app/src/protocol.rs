@@ -167,6 +167,25 @@ pub struct StreamPosition {
 pub enum RoomEvent {
     /// A member sent a line of text to everyone (also how scripts and tests mark the stream).
     Note { by: String, text: String },
+    /// A photo was stored durably and waits for reconstruction. `position` counts the room's
+    /// photos from 1 in upload order.
+    PhotoQueued { photo: String, name: String, by: String, bytes: u64, position: u32 },
+}
+
+/// A photo as the room lists it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PhotoSummary {
+    /// SHA-256 of the bytes, lowercase hex.
+    pub id: String,
+    pub name: String,
+    pub by: String,
+    pub status: PhotoState,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum PhotoState {
+    Queued,
 }
 
 /// Everything a newcomer needs to draw the room as it is now.
@@ -176,6 +195,9 @@ pub struct RoomSnapshot {
     pub notes: Vec<String>,
     /// How many events the stream has carried in this epoch.
     pub events: u64,
+    /// Every photo of the room, in upload order.
+    #[serde(default)]
+    pub photos: Vec<PhotoSummary>,
 }
 
 impl RoomSnapshot {
@@ -193,6 +215,12 @@ impl RoomSnapshot {
                     self.notes.drain(..excess);
                 }
             }
+            RoomEvent::PhotoQueued { photo, name, by, .. } => self.photos.push(PhotoSummary {
+                id: photo.clone(),
+                name: name.clone(),
+                by: by.clone(),
+                status: PhotoState::Queued,
+            }),
         }
     }
 }

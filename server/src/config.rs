@@ -21,6 +21,10 @@ pub struct Config {
     #[arg(long, env = "VESTIGE_SITE_ROOT", default_value = "target/site")]
     pub site_root: PathBuf,
 
+    /// Largest photo accepted, in bytes.
+    #[arg(long, env = "VESTIGE_MAX_UPLOAD_BYTES", default_value_t = 32 * 1024 * 1024)]
+    pub max_upload_bytes: usize,
+
     /// Log line format.
     #[arg(long, env = "VESTIGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -39,6 +43,7 @@ impl Config {
             bind: SocketAddr::from(([127, 0, 0, 1], 0)),
             data_dir,
             site_root: PathBuf::from("target/site"),
+            max_upload_bytes: 32 * 1024 * 1024,
             log_format: LogFormat::Text,
         }
     }

@@ -10,7 +10,7 @@
 //! the room stream's lock. A joining client therefore sees everything up to the head it was given
 //! through its backlog, and everything after it through its queue, with no gap and no overlap.
 
-use crate::storage::{Storage, StorageError};
+use crate::storage::{NewPhoto, Storage, StorageError};
 use app::protocol::{RoomEvent, RoomId, RoomSnapshot, ServerMessage, StreamPosition};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -184,8 +184,40 @@ impl EventLog {
         let frame = event_frame(&stream.epoch, seq, &event);
         // Written before it is applied or sent: nobody sees an event that a crash could lose.
         self.storage.append_event(room.as_str(), seq, &frame)?;
+        Ok(self.publish(&mut stream, seq, frame, &event))
+    }
+
+    /// Records a newly uploaded photo and announces it, atomically; `None` if the room already
+    /// had it (an upload retried by the client), in which case nothing is written or sent.
+    pub fn append_photo(&self, room: &RoomId, photo: &NewPhoto<'_>) -> Result<Option<(u32, StreamPosition)>, EventLogError> {
+        let stream = self.stream(room)?;
+        let mut stream = lock(&stream);
+        let seq = stream.head + 1;
+        let epoch = stream.epoch.clone();
+        let event_for = |position| RoomEvent::PhotoQueued {
+            photo: photo.id.to_owned(),
+            name: photo.name.to_owned(),
+            by: photo.by.to_owned(),
+            bytes: photo.bytes,
+            position,
+        };
+        let stored = self.storage.insert_photo(
+            room.as_str(),
+            photo,
+            seq,
+            |position| event_frame(&epoch, seq, &event_for(position)).to_string(),
+            now_unix(),
+        )?;
+        let Some((position, body)) = stored else { return Ok(None) };
+        let at = self.publish(&mut stream, seq, Frame::from(body), &event_for(position));
+        Ok(Some((position, at)))
+    }
+
+    /// Applies an event that is already durable and hands it to every subscriber.
+    fn publish(&self, stream: &mut Stream, seq: u64, frame: Frame, event: &RoomEvent) -> StreamPosition {
+        let room = stream.room.clone();
         stream.head = seq;
-        stream.state.apply(&event);
+        stream.state.apply(event);
         stream.recent.push_back((seq, frame.clone()));
         if stream.recent.len() > RECENT_EVENTS {
             stream.recent.pop_front();
@@ -206,7 +238,7 @@ impl EventLog {
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,
         });
-        Ok(StreamPosition { epoch: stream.epoch.clone(), seq })
+        StreamPosition { epoch: stream.epoch.clone(), seq }
     }
 
     /// Subscribes a client, resuming from `resume` when possible.

@@ -10,10 +10,12 @@ pub mod health;
 pub mod session;
 pub mod state;
 pub mod storage;
+pub mod upload;
 
 use app::{App, shell};
 use axum::Router;
-use axum::routing::get;
+use axum::extract::DefaultBodyLimit;
+use axum::routing::{get, put};
 use config::Config;
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{LeptosRoutes, generate_route_list};
@@ -54,6 +56,10 @@ pub fn router(state: AppState) -> Router {
     Router::new()
         .route("/health", get(health::health))
         .route("/ws/rooms/{room}", get(session::upgrade))
+        .route(
+            "/api/rooms/{room}/photos/{photo}",
+            put(upload::put_photo).layer(DefaultBodyLimit::max(state.inner.max_upload_bytes)),
+        )
         .leptos_routes(&state, routes, move || shell(leptos.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(TraceLayer::new_for_http())
@@ -79,7 +85,7 @@ impl Bound {
         let storage = Arc::new(storage::Storage::open(&config.data_dir)?);
         let events = Arc::new(event_log::EventLog::new(storage));
         let (stop, stopping) = watch::channel(false);
-        let state = AppState::new(leptos_options(config, addr), events, stopping);
+        let state = AppState::new(leptos_options(config, addr), config, events, stopping);
         Ok(Self { listener, state, stop })
     }
 

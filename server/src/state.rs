@@ -1,6 +1,8 @@
 //! State shared by every request handler.
 
+use crate::config::Config;
 use crate::event_log::EventLog;
+use std::path::PathBuf;
 use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
 use std::sync::Arc;
@@ -17,6 +19,8 @@ pub struct AppState {
 pub struct Shared {
     pub started: Instant,
     pub events: Arc<EventLog>,
+    pub data_dir: PathBuf,
+    pub max_upload_bytes: usize,
     pub open_connections: AtomicUsize,
     next_connection_id: AtomicU64,
     /// Flips to `true` once on SIGINT/SIGTERM; sessions watch it to close with "going away" so
@@ -25,12 +29,14 @@ pub struct Shared {
 }
 
 impl AppState {
-    pub fn new(leptos: LeptosOptions, events: Arc<EventLog>, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(leptos: LeptosOptions, config: &Config, events: Arc<EventLog>, shutdown: watch::Receiver<bool>) -> Self {
         Self {
             leptos,
             inner: Arc::new(Shared {
                 started: Instant::now(),
                 events,
+                data_dir: config.data_dir.clone(),
+                max_upload_bytes: config.max_upload_bytes,
                 open_connections: AtomicUsize::new(0),
                 next_connection_id: AtomicU64::new(1),
                 shutdown,

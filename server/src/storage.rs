@@ -20,11 +20,20 @@ pub enum StorageError {
 }
 
 /// Bumped with every schema change; `migrate` brings older databases forward.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 
 pub struct Storage {
     conn: Mutex<Connection>,
     path: PathBuf,
+}
+
+/// A photo about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewPhoto<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub by: &'a str,
+    pub bytes: u64,
 }
 
 /// A room's stream as stored: its epoch, the newest event and the latest saved state.
@@ -95,6 +104,45 @@ impl Storage {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Records a photo and the event announcing it in one transaction, so neither exists
+    /// without the other. `event_body` gets the photo's position. Returns the position and
+    /// body, or `None` (writing nothing) when the room already has this photo.
+    pub fn insert_photo(
+        &self,
+        room: &str,
+        photo: &NewPhoto<'_>,
+        seq: u64,
+        event_body: impl FnOnce(u32) -> String,
+        now_unix: i64,
+    ) -> Result<Option<(u32, String)>, StorageError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        let exists = tx
+            .query_row("SELECT 1 FROM photos WHERE room = ?1 AND id = ?2", params![room, photo.id], |_| Ok(()))
+            .optional()?
+            .is_some();
+        if exists {
+            return Ok(None);
+        }
+        let position: i64 = tx.query_row("SELECT COUNT(*) + 1 FROM photos WHERE room = ?1", [room], |row| row.get(0))?;
+        let position = u32::try_from(position).unwrap_or(u32::MAX);
+        tx.execute(
+            "INSERT INTO photos (room, id, position, name, uploaded_by, bytes, status, created_at)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, 'queued', ?7)",
+            params![room, photo.id, position, photo.name, photo.by, photo.bytes as i64, now_unix],
+        )?;
+        let body = event_body(position);
+        tx.execute("INSERT INTO events (room, seq, body) VALUES (?1, ?2, ?3)", params![room, seq as i64, body])?;
+        tx.commit()?;
+        Ok(Some((position, body)))
+    }
+
+    /// Number of photos a room holds.
+    pub fn photo_count(&self, room: &str) -> Result<u64, StorageError> {
+        let count: i64 = self.conn().query_row("SELECT COUNT(*) FROM photos WHERE room = ?1", [room], |row| row.get(0))?;
+        Ok(count as u64)
+    }
+
     pub fn save_snapshot(&self, room: &str, seq: u64, body: &str) -> Result<(), StorageError> {
         self.conn().execute(
             "INSERT INTO snapshots (room, seq, body) VALUES (?1, ?2, ?3)
@@ -130,6 +178,24 @@ fn migrate(conn: &Connection) -> Result<(), StorageError> {
                  body TEXT NOT NULL
              );
              PRAGMA user_version = 1;
+             COMMIT;",
+        )?;
+    }
+    if found < 2 {
+        conn.execute_batch(
+            "BEGIN;
+             CREATE TABLE photos (
+                 room TEXT NOT NULL REFERENCES rooms(id) ON DELETE CASCADE,
+                 id TEXT NOT NULL,
+                 position INTEGER NOT NULL,
+                 name TEXT NOT NULL,
+                 uploaded_by TEXT NOT NULL,
+                 bytes INTEGER NOT NULL,
+                 status TEXT NOT NULL,
+                 created_at INTEGER NOT NULL,
+                 PRIMARY KEY (room, id)
+             ) WITHOUT ROWID;
+             PRAGMA user_version = 2;
              COMMIT;",
         )?;
     }
@@ -170,6 +236,25 @@ mod tests {
         storage.append_event("r", 1, "a").expect("first");
         assert!(storage.append_event("r", 1, "b").is_err());
         assert_eq!(storage.events_between("r", 0, 10).expect("read"), vec![(1, "a".into())]);
+    }
+
+    #[test]
+    fn a_photo_and_its_event_are_recorded_together_and_only_once() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path()).expect("open");
+        storage.open_stream("r", "e", 0).expect("stream");
+        let photo = NewPhoto { id: "ab", name: "a.jpg", by: "Ana", bytes: 10 };
+        let first = storage.insert_photo("r", &photo, 1, |pos| format!("queued at {pos}"), 0).expect("insert");
+        assert_eq!(first, Some((1, "queued at 1".into())));
+        assert_eq!(storage.insert_photo("r", &photo, 2, |_| unreachable!(), 0).expect("again"), None);
+        let other = NewPhoto { id: "cd", ..photo };
+        assert_eq!(storage.insert_photo("r", &other, 2, |pos| format!("queued at {pos}"), 0).expect("second").map(|p| p.0), Some(2));
+        assert_eq!(storage.photo_count("r").expect("count"), 2);
+        assert_eq!(storage.events_between("r", 0, 9).expect("events").len(), 2);
+        // A failed event insert (seq taken) leaves no photo row behind.
+        let third = NewPhoto { id: "ef", ..other };
+        assert!(storage.insert_photo("r", &third, 2, |_| "dup seq".into(), 0).is_err());
+        assert_eq!(storage.photo_count("r").expect("count"), 2);
     }
 
     #[test]

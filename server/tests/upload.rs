@@ -1,0 +1,190 @@
+//! Uploads over real HTTP to a real server on 127.0.0.1, with real photos from ../shared/datasets.
+
+use app::protocol::{ClientMessage, PROTOCOL_VERSION, PhotoState, RoomEvent, ServerMessage};
+use futures_util::{SinkExt, StreamExt};
+use server::config::Config;
+use server::upload::Uploaded;
+use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::oneshot;
+use tokio_tungstenite::tungstenite::Message;
+
+fn datasets() -> Option<PathBuf> {
+    let dir = std::env::var_os("VESTIGE_DATASETS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
+    if dir.is_dir() {
+        Some(dir)
+    } else {
+        eprintln!("SKIP: no datasets at {} (set VESTIGE_DATASETS)", dir.display());
+        None
+    }
+}
+
+fn photo(datasets: &Path, set: &str, index: usize) -> Vec<u8> {
+    let dir = datasets.join(set).join("images");
+    let mut names: Vec<_> = std::fs::read_dir(&dir).expect("images").filter_map(|e| e.ok()).map(|e| e.path()).collect();
+    names.sort();
+    std::fs::read(&names[index]).expect("photo")
+}
+
+fn sha(bytes: &[u8]) -> String {
+    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+struct Server {
+    addr: SocketAddr,
+    stop: oneshot::Sender<()>,
+    done: tokio::task::JoinHandle<()>,
+}
+
+async fn start(config: Config) -> Server {
+    let bound = server::Bound::bind(&config).await.expect("bind");
+    let addr = bound.local_addr().expect("addr");
+    let (stop, stopped) = oneshot::channel::<()>();
+    let done = tokio::spawn(async move {
+        bound.serve(async { let _ = stopped.await; }).await.expect("serve");
+    });
+    Server { addr, stop, done }
+}
+
+impl Server {
+    async fn put(&self, room: &str, id: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
+        let response = reqwest::Client::new()
+            .put(format!("http://{}/api/rooms/{room}/photos/{id}", self.addr))
+            .header("x-photo-name", "IMG_0001.jpg")
+            .header("x-member-name", "Ana")
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        let status = response.status().as_u16();
+        (status, response.json().await.expect("json body"))
+    }
+
+    async fn stop(self) {
+        let _ = self.stop.send(());
+        tokio::time::timeout(Duration::from_secs(10), self.done).await.expect("stops").expect("clean");
+    }
+}
+
+async fn first_messages(addr: SocketAddr, room: &str, count: usize) -> Vec<ServerMessage> {
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{addr}/ws/rooms/{room}")).await.expect("ws");
+    let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, name: None, resume: None };
+    socket.send(Message::text(hello.to_json())).await.expect("hello");
+    let mut got = Vec::new();
+    while got.len() < count {
+        let frame = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("in time");
+        if let Some(Ok(Message::Text(text))) = frame {
+            got.push(serde_json::from_str(&text).expect("json"));
+        }
+    }
+    got
+}
+
+#[tokio::test]
+async fn a_real_photo_is_stored_durably_announced_once_and_kept_across_restarts() {
+    let Some(datasets) = datasets() else { return };
+    let data = tempfile::tempdir().expect("tempdir");
+    let bytes = photo(&datasets, "fountain-P11-half", 0);
+    let id = sha(&bytes);
+
+    let server = start(Config::for_data_dir(data.path().to_owned())).await;
+    let (status, body) = server.put("auditorio", &id, bytes.clone()).await;
+    assert_eq!(status, 201, "{body}");
+    let uploaded: Uploaded = serde_json::from_value(body).expect("shape");
+    assert_eq!(uploaded, Uploaded { photo: id.clone(), position: Some(1), seq: Some(1), duplicate: false });
+    let stored = data.path().join("rooms/auditorio/photos").join(&id);
+    assert_eq!(std::fs::read(&stored).expect("on disk"), bytes);
+
+    // A retried upload is acknowledged without a second copy or a second event.
+    let (status, body) = server.put("auditorio", &id, bytes.clone()).await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["duplicate"], true);
+    let second = photo(&datasets, "fountain-P11-half", 1);
+    let (status, body) = server.put("auditorio", &sha(&second), second).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["position"], 2);
+    server.stop().await;
+
+    let server = start(Config::for_data_dir(data.path().to_owned())).await;
+    let messages = first_messages(server.addr, "auditorio", 2).await;
+    match &messages[1] {
+        ServerMessage::Snapshot { room, position, .. } => {
+            assert_eq!(position.seq, 2, "exactly two photo_queued events");
+            assert_eq!(room.photos.len(), 2);
+            assert_eq!(room.photos[0].id, id);
+            assert_eq!(room.photos[0].name, "IMG_0001.jpg");
+            assert_eq!(room.photos[0].by, "Ana");
+            assert_eq!(room.photos[0].status, PhotoState::Queued);
+        }
+        other => panic!("expected a snapshot, got {other:?}"),
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn members_see_the_photo_queued_event_live() {
+    let Some(datasets) = datasets() else { return };
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = start(Config::for_data_dir(data.path().to_owned())).await;
+    let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/rooms/auditorio", server.addr)).await.expect("ws");
+    let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, name: None, resume: None };
+    socket.send(Message::text(hello.to_json())).await.expect("hello");
+    let bytes = photo(&datasets, "Herz-Jesus-P8-half", 0);
+    let id = sha(&bytes);
+    let (status, _) = server.put("auditorio", &id, bytes.clone()).await;
+    assert_eq!(status, 201);
+    loop {
+        let frame = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("in time");
+        let Some(Ok(Message::Text(text))) = frame else { continue };
+        if let Ok(ServerMessage::Event { seq, event, .. }) = serde_json::from_str(&text) {
+            assert_eq!(seq, 1);
+            assert_eq!(event, RoomEvent::PhotoQueued {
+                photo: id,
+                name: "IMG_0001.jpg".into(),
+                by: "Ana".into(),
+                bytes: bytes.len() as u64,
+                position: 1,
+            });
+            break;
+        }
+    }
+    server.stop().await;
+}
+
+#[tokio::test]
+async fn bad_uploads_get_clear_errors_and_nothing_is_kept() {
+    let Some(datasets) = datasets() else { return };
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut config = Config::for_data_dir(data.path().to_owned());
+    config.max_upload_bytes = 2 * 1024 * 1024;
+    let server = start(config).await;
+    let real = photo(&datasets, "entry-P10-half", 0);
+
+    let text = b"this is a text file renamed to photo.jpg\n".to_vec();
+    let truncated = real[..real.len() / 2].to_vec();
+    let huge = vec![0xffu8; 3 * 1024 * 1024];
+    let cases: Vec<(&str, String, Vec<u8>, u16, &str)> = vec![
+        ("auditorio", sha(&text), text.clone(), 415, "unsupported_image"),
+        ("auditorio", sha(&truncated), truncated.clone(), 422, "undecodable_image"),
+        ("auditorio", sha(&real), b"not these bytes".to_vec(), 400, "hash_mismatch"),
+        ("auditorio", "not-a-hash".into(), real.clone(), 400, "bad_photo_id"),
+        ("Bad..Room", sha(&real), real.clone(), 400, "bad_room_id"),
+        ("auditorio", sha(&huge), huge, 413, "too_large"),
+        ("auditorio", sha(&[]), Vec::new(), 415, "unsupported_image"),
+    ];
+    for (room, id, body, status, code) in cases {
+        let (got, json) = server.put(room, &id, body).await;
+        assert_eq!(got, status, "{code}: {json}");
+        assert_eq!(json["error"], code);
+        assert!(json["message"].as_str().is_some_and(|m| !m.is_empty()));
+    }
+    // Nothing was recorded, and the room still takes a good photo as its first.
+    let (status, body) = server.put("auditorio", &sha(&real), real).await;
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["position"], 1);
+    server.stop().await;
+}
