@@ -33,7 +33,8 @@ fi
 set -e
 
 stage "done"
-sum() { { grep -oE "$1" "$2" || true; } | grep -oE '[0-9]+' | awk '{s+=$1} END {print s+0}'; }
+# Adds up every number matched by the regex $1 in file $2 (0 when nothing matches).
+sum() { awk -v re="$1" '{ while (match($0, re)) { s += substr($0, RSTART, RLENGTH) + 0; $0 = substr($0, RSTART + RLENGTH) } } END { print s + 0 }' "$2"; }
 passed=$(( $(sum '[0-9]+ passed;' "$log_dir/cargo.log") + $(sum '^ +[0-9]+ passed' "$log_dir/e2e.log") ))
 failed=$(( $(sum '[0-9]+ failed;' "$log_dir/cargo.log") + $(sum '^ +[0-9]+ failed' "$log_dir/e2e.log") ))
 skipped=$(( $(sum '[0-9]+ ignored;' "$log_dir/cargo.log") + $(sum '^ +[0-9]+ skipped' "$log_dir/e2e.log") ))
