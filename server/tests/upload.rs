@@ -1,37 +1,19 @@
 //! Uploads over real HTTP to a real server on 127.0.0.1, with real photos from ../shared/datasets.
 
+mod common;
+use common::{datasets, photos, sha};
 use app::protocol::{ClientMessage, PROTOCOL_VERSION, PhotoState, RoomEvent, ServerMessage};
 use futures_util::{SinkExt, StreamExt};
 use server::config::Config;
 use server::upload::Uploaded;
-use sha2::{Digest, Sha256};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
-fn datasets() -> Option<PathBuf> {
-    let dir = std::env::var_os("VESTIGE_DATASETS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/datasets"));
-    if dir.is_dir() {
-        Some(dir)
-    } else {
-        eprintln!("SKIP: no datasets at {} (set VESTIGE_DATASETS)", dir.display());
-        None
-    }
-}
-
 fn photo(datasets: &Path, set: &str, index: usize) -> Vec<u8> {
-    let dir = datasets.join(set).join("images");
-    let mut names: Vec<_> = std::fs::read_dir(&dir).expect("images").filter_map(|e| e.ok()).map(|e| e.path()).collect();
-    names.sort();
-    std::fs::read(&names[index]).expect("photo")
-}
-
-fn sha(bytes: &[u8]) -> String {
-    Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+    std::fs::read(&photos(datasets, set)[index]).expect("photo")
 }
 
 struct Server {
