@@ -42,6 +42,8 @@ pub struct EventLog {
     streams: Mutex<HashMap<RoomId, Arc<Mutex<Stream>>>>,
     client_queue: usize,
     next_subscriber: AtomicU64,
+    events_appended: AtomicU64,
+    clients_cut_off: AtomicU64,
 }
 
 struct Stream {
@@ -134,7 +136,21 @@ impl EventLog {
             streams: Mutex::new(HashMap::new()),
             client_queue: client_queue.max(1),
             next_subscriber: AtomicU64::new(1),
+            events_appended: AtomicU64::new(0),
+            clients_cut_off: AtomicU64::new(0),
         }
+    }
+
+    pub fn events_appended(&self) -> u64 {
+        self.events_appended.load(Ordering::Relaxed)
+    }
+
+    pub fn clients_cut_off(&self) -> u64 {
+        self.clients_cut_off.load(Ordering::Relaxed)
+    }
+
+    pub fn rooms_loaded(&self) -> usize {
+        lock(&self.streams).len()
     }
 
     /// The room's stream, loaded from storage on first use.
@@ -216,13 +232,14 @@ impl EventLog {
     /// Applies an event that is already durable and hands it to every subscriber.
     fn publish(&self, stream: &mut Stream, seq: u64, frame: Frame, event: &RoomEvent) -> StreamPosition {
         let room = stream.room.clone();
+        self.events_appended.fetch_add(1, Ordering::Relaxed);
         stream.head = seq;
         stream.state.apply(event);
         stream.recent.push_back((seq, frame.clone()));
         if stream.recent.len() > RECENT_EVENTS {
             stream.recent.pop_front();
         }
-        if seq % SNAPSHOT_EVERY == 0
+        if seq.is_multiple_of(SNAPSHOT_EVERY)
             && let Ok(body) = serde_json::to_string(&stream.state)
         {
             // A failed snapshot only costs a longer fold at the next start.
@@ -234,6 +251,7 @@ impl EventLog {
             Ok(()) => true,
             Err(mpsc::error::TrySendError::Full(_)) => {
                 subscriber.lagged.store(true, Ordering::Release);
+                self.clients_cut_off.fetch_add(1, Ordering::Relaxed);
                 false
             }
             Err(mpsc::error::TrySendError::Closed(_)) => false,

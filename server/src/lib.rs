@@ -7,6 +7,7 @@
 pub mod config;
 pub mod event_log;
 pub mod health;
+pub mod metrics;
 pub mod session;
 pub mod state;
 pub mod storage;
@@ -55,6 +56,7 @@ pub fn router(state: AppState) -> Router {
     let leptos = state.leptos.clone();
     Router::new()
         .route("/health", get(health::health))
+        .route("/metrics", get(metrics::metrics))
         .route("/ws/rooms/{room}", get(session::upgrade))
         .route(
             "/api/rooms/{room}/photos/{photo}",

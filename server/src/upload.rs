@@ -18,6 +18,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 use sha2::{Digest, Sha256};
 use std::io::Write;
+use std::sync::atomic::Ordering;
 use std::path::{Path as FsPath, PathBuf};
 use tracing::{Instrument, info, info_span, warn};
 
@@ -84,6 +85,32 @@ pub async fn put_photo(
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Uploaded>), UploadError> {
+    let shared = state.inner.clone();
+    let size = body.as_ref().map(|b| b.len() as u64).unwrap_or_default();
+    let stored = accept(state, raw_room, photo_id, &headers, body).await;
+    match &stored {
+        Ok(uploaded) if !uploaded.duplicate => {
+            shared.uploads_accepted.fetch_add(1, Ordering::Relaxed);
+            shared.upload_bytes.fetch_add(size, Ordering::Relaxed);
+        }
+        Ok(_) => {}
+        Err(_) => {
+            shared.uploads_rejected.fetch_add(1, Ordering::Relaxed);
+        }
+    }
+    stored.map(|uploaded| {
+        let status = if uploaded.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+        (status, Json(uploaded))
+    })
+}
+
+async fn accept(
+    state: AppState,
+    raw_room: String,
+    photo_id: String,
+    headers: &HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Uploaded, UploadError> {
     let room = RoomId::parse(&raw_room).map_err(|err| UploadError::BadRoom(err.to_string()))?;
     if !is_sha256_hex(&photo_id) {
         return Err(UploadError::BadPhotoId);
@@ -93,19 +120,14 @@ pub async fn put_photo(
         StatusCode::PAYLOAD_TOO_LARGE => UploadError::TooLarge { limit },
         _ => UploadError::Body(rejection.body_text()),
     })?;
-    let name = header_text(&headers, NAME_HEADER, 200).unwrap_or_else(|| format!("{}.jpg", &photo_id[..12]));
-    let by = header_text(&headers, MEMBER_HEADER, 40).unwrap_or_else(|| "someone".to_owned());
+    let name = header_text(headers, NAME_HEADER, 200).unwrap_or_else(|| format!("{}.jpg", &photo_id[..12]));
+    let by = header_text(headers, MEMBER_HEADER, 40).unwrap_or_else(|| "someone".to_owned());
     let span = info_span!("photo", room = %room, photo = %&photo_id[..12], bytes = bytes.len());
-    let state = state.clone();
     let photo = photo_id.clone();
     tokio::task::spawn_blocking(move || span.in_scope(|| store(&state, &room, &photo, &name, &by, &bytes)))
         .instrument(info_span!("upload"))
         .await
         .map_err(|_| UploadError::Storage)?
-        .map(|uploaded| {
-            let status = if uploaded.duplicate { StatusCode::OK } else { StatusCode::CREATED };
-            (status, Json(uploaded))
-        })
 }
 
 /// Checks, writes and records one photo. Runs on a blocking thread: hashing, decoding and fsync

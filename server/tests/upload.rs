@@ -170,3 +170,30 @@ async fn bad_uploads_get_clear_errors_and_nothing_is_kept() {
     assert_eq!(body["position"], 1);
     server.stop().await;
 }
+
+#[tokio::test]
+async fn metrics_count_uploads_and_events_in_prometheus_text() {
+    let Some(datasets) = datasets() else { return };
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = start(Config::for_data_dir(data.path().to_owned())).await;
+    let real = photo(&datasets, "fountain-P11-half", 2);
+    assert_eq!(server.put("auditorio", &sha(&real), real.clone()).await.0, 201);
+    assert_eq!(server.put("auditorio", &sha(&real), real.clone()).await.0, 200);
+    assert_eq!(server.put("auditorio", "bad", real.clone()).await.0, 400);
+    let response = reqwest::get(format!("http://{}/metrics", server.addr)).await.expect("get");
+    assert_eq!(response.status(), 200);
+    assert!(response.headers()["content-type"].to_str().expect("ascii").starts_with("text/plain; version=0.0.4"));
+    let text = response.text().await.expect("body");
+    for line in [
+        "# TYPE vestige_events_total counter".to_owned(),
+        "vestige_events_total 1".to_owned(),
+        "vestige_uploads_accepted_total 1".to_owned(),
+        format!("vestige_upload_bytes_total {}", real.len()),
+        "vestige_uploads_rejected_total 1".to_owned(),
+        "vestige_rooms_loaded 1".to_owned(),
+        "vestige_open_connections 0".to_owned(),
+    ] {
+        assert!(text.lines().any(|l| l == line), "missing {line:?} in:\n{text}");
+    }
+    server.stop().await;
+}
