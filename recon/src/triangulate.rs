@@ -105,27 +105,22 @@ pub fn triangulate_view(scene: &mut Scene, v: ViewIdx, tri: &Triangulator) -> Ve
             let (Some(view_v), Some(view_u)) = (scene.view(v), scene.view(u)) else {
                 continue;
             };
-            match (view_v.point(kv), view_u.point(ku)) {
-                (None, Some(p)) => {
-                    let ok = scene
-                        .points
-                        .get(&p)
-                        .is_some_and(|pt| tri.reprojects(scene, &pt.position, v, kv));
-                    if ok {
-                        scene.add_observation(p, v, kv);
-                    }
+            // A match with one side on a point extends that point's track to the other side.
+            let (p, view, key) = match (view_v.point(kv), view_u.point(ku)) {
+                (None, Some(p)) => (p, v, kv),
+                (Some(p), None) => (p, u, ku),
+                (None, None) => {
+                    fresh.entry(kv).or_default().push((u, ku));
+                    continue;
                 }
-                (Some(p), None) => {
-                    let ok = scene
-                        .points
-                        .get(&p)
-                        .is_some_and(|pt| tri.reprojects(scene, &pt.position, u, ku));
-                    if ok {
-                        scene.add_observation(p, u, ku);
-                    }
-                }
-                (None, None) => fresh.entry(kv).or_default().push((u, ku)),
-                (Some(_), Some(_)) => {}
+                (Some(_), Some(_)) => continue,
+            };
+            let ok = scene
+                .points
+                .get(&p)
+                .is_some_and(|pt| tri.reprojects(scene, &pt.position, view, key));
+            if ok {
+                scene.add_observation(p, view, key);
             }
         }
     }

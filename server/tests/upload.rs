@@ -1,7 +1,7 @@
 //! Uploads over real HTTP to a real server on 127.0.0.1, with real photos from ../shared/datasets.
 
 mod common;
-use common::{datasets, photos, sha};
+use common::{TestServer, datasets, photos, sha};
 use app::protocol::{ClientMessage, PROTOCOL_VERSION, PhotoState, RoomEvent, ServerMessage};
 use futures_util::{SinkExt, StreamExt};
 use server::config::Config;
@@ -9,30 +9,13 @@ use server::upload::Uploaded;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 
 fn photo(datasets: &Path, set: &str, index: usize) -> Vec<u8> {
     std::fs::read(&photos(datasets, set)[index]).expect("photo")
 }
 
-struct Server {
-    addr: SocketAddr,
-    stop: oneshot::Sender<()>,
-    done: tokio::task::JoinHandle<()>,
-}
-
-async fn start(config: Config) -> Server {
-    let bound = server::Bound::bind(&config).await.expect("bind");
-    let addr = bound.local_addr().expect("addr");
-    let (stop, stopped) = oneshot::channel::<()>();
-    let done = tokio::spawn(async move {
-        bound.serve(async { let _ = stopped.await; }).await.expect("serve");
-    });
-    Server { addr, stop, done }
-}
-
-impl Server {
+impl TestServer {
     async fn put(&self, room: &str, id: &str, body: Vec<u8>) -> (u16, serde_json::Value) {
         let response = reqwest::Client::new()
             .put(format!("http://{}/api/rooms/{room}/photos/{id}", self.addr))
@@ -44,11 +27,6 @@ impl Server {
             .expect("send");
         let status = response.status().as_u16();
         (status, response.json().await.expect("json body"))
-    }
-
-    async fn stop(self) {
-        let _ = self.stop.send(());
-        tokio::time::timeout(Duration::from_secs(10), self.done).await.expect("stops").expect("clean");
     }
 }
 
@@ -73,7 +51,7 @@ async fn a_real_photo_is_stored_durably_announced_once_and_kept_across_restarts(
     let bytes = photo(&datasets, "fountain-P11-half", 0);
     let id = sha(&bytes);
 
-    let server = start(Config::for_data_dir(data.path().to_owned())).await;
+    let server = TestServer::start_in(data.path()).await;
     let (status, body) = server.put("auditorio", &id, bytes.clone()).await;
     assert_eq!(status, 201, "{body}");
     let uploaded: Uploaded = serde_json::from_value(body).expect("shape");
@@ -91,7 +69,7 @@ async fn a_real_photo_is_stored_durably_announced_once_and_kept_across_restarts(
     assert_eq!(body["position"], 2);
     server.stop().await;
 
-    let server = start(Config::for_data_dir(data.path().to_owned())).await;
+    let server = TestServer::start_in(data.path()).await;
     let messages = first_messages(server.addr, "auditorio", 2).await;
     match &messages[1] {
         ServerMessage::Snapshot { room, position, .. } => {
@@ -111,7 +89,7 @@ async fn a_real_photo_is_stored_durably_announced_once_and_kept_across_restarts(
 async fn members_see_the_photo_queued_event_live() {
     let Some(datasets) = datasets() else { return };
     let data = tempfile::tempdir().expect("tempdir");
-    let server = start(Config::for_data_dir(data.path().to_owned())).await;
+    let server = TestServer::start_in(data.path()).await;
     let (mut socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/rooms/auditorio", server.addr)).await.expect("ws");
     let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, name: None, resume: None };
     socket.send(Message::text(hello.to_json())).await.expect("hello");
@@ -143,7 +121,7 @@ async fn bad_uploads_get_clear_errors_and_nothing_is_kept() {
     let data = tempfile::tempdir().expect("tempdir");
     let mut config = Config::for_data_dir(data.path().to_owned());
     config.max_upload_bytes = 2 * 1024 * 1024;
-    let server = start(config).await;
+    let server = TestServer::start_with(config).await;
     let real = photo(&datasets, "entry-P10-half", 0);
 
     let text = b"this is a text file renamed to photo.jpg\n".to_vec();
@@ -175,7 +153,7 @@ async fn bad_uploads_get_clear_errors_and_nothing_is_kept() {
 async fn metrics_count_uploads_and_events_in_prometheus_text() {
     let Some(datasets) = datasets() else { return };
     let data = tempfile::tempdir().expect("tempdir");
-    let server = start(Config::for_data_dir(data.path().to_owned())).await;
+    let server = TestServer::start_in(data.path()).await;
     let real = photo(&datasets, "fountain-P11-half", 2);
     assert_eq!(server.put("auditorio", &sha(&real), real.clone()).await.0, 201);
     assert_eq!(server.put("auditorio", &sha(&real), real.clone()).await.0, 200);

@@ -1,50 +1,17 @@
 //! The server on a real socket on 127.0.0.1, spoken to by real WebSocket and HTTP clients.
 
+mod common;
+use common::TestServer;
 use app::protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, RoomEvent, ServerMessage, StreamPosition, close_code};
 use futures_util::{SinkExt, StreamExt};
-use server::config::Config;
 use server::health::Health;
-use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::sync::oneshot;
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 
 type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
-struct TestServer {
-    addr: SocketAddr,
-    stop: Option<oneshot::Sender<()>>,
-    done: tokio::task::JoinHandle<()>,
-    _data: Option<tempfile::TempDir>,
-}
-
 impl TestServer {
-    async fn start() -> Self {
-        let data = tempfile::tempdir().expect("temp dir");
-        let mut server = Self::start_in(data.path()).await;
-        server._data = Some(data);
-        server
-    }
-
-    async fn start_in(data: &std::path::Path) -> Self {
-        let bound = server::Bound::bind(&Config::for_data_dir(data.to_owned())).await.expect("bind");
-        let addr = bound.local_addr().expect("addr");
-        let (stop, stopped) = oneshot::channel::<()>();
-        let done = tokio::spawn(async move {
-            bound.serve(async { let _ = stopped.await; }).await.expect("serve");
-        });
-        Self { addr, stop: Some(stop), done, _data: None }
-    }
-
-    /// Graceful stop; waits until the server released everything.
-    async fn stop(mut self) {
-        if let Some(stop) = self.stop.take() {
-            let _ = stop.send(());
-        }
-        tokio::time::timeout(Duration::from_secs(10), &mut self.done).await.expect("stops").expect("clean");
-    }
-
     /// The room's stream head, read by a fresh client.
     async fn status(&self, room: &str) -> (String, u64) {
         let mut socket = self.connect(room).await;
@@ -220,10 +187,10 @@ async fn shutdown_closes_sessions_with_going_away() {
     let mut server = TestServer::start().await;
     let mut socket = server.connect("auditorio").await;
     hello(&mut socket).await;
-    server.stop.take().expect("running").send(()).expect("signal");
+    server.signal_stop();
     let closed = next(&mut socket).await.expect_err("closed");
     assert_eq!(closed.map(|(code, _)| u16::from(code)), Some(close_code::GOING_AWAY));
-    tokio::time::timeout(Duration::from_secs(5), &mut server.done).await.expect("server stops").expect("clean");
+    server.stopped().await;
 }
 
 #[tokio::test]

@@ -1,8 +1,12 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use server::config::Config;
 use sha2::{Digest, Sha256};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
+use tokio::sync::oneshot;
 
 /// The shared photo sets, or `None` (after saying so) when they are not next to the project.
 pub fn datasets() -> Option<PathBuf> {
@@ -31,4 +35,55 @@ pub fn photos(datasets: &Path, set: &str) -> Vec<PathBuf> {
 /// The photo id a client computes: SHA-256 as lowercase hex.
 pub fn sha(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
+}
+
+/// The server running in this process on a real socket on 127.0.0.1.
+pub struct TestServer {
+    pub addr: SocketAddr,
+    stop: Option<oneshot::Sender<()>>,
+    done: tokio::task::JoinHandle<()>,
+    _data: Option<tempfile::TempDir>,
+}
+
+impl TestServer {
+    /// Defaults, with a data directory that lives as long as the server.
+    pub async fn start() -> Self {
+        let data = tempfile::tempdir().expect("temp dir");
+        let mut server = Self::start_in(data.path()).await;
+        server._data = Some(data);
+        server
+    }
+
+    /// Defaults, on a data directory the caller keeps (to restart on it).
+    pub async fn start_in(data: &Path) -> Self {
+        Self::start_with(Config::for_data_dir(data.to_owned())).await
+    }
+
+    pub async fn start_with(config: Config) -> Self {
+        let bound = server::Bound::bind(&config).await.expect("bind");
+        let addr = bound.local_addr().expect("addr");
+        let (stop, stopped) = oneshot::channel::<()>();
+        let done = tokio::spawn(async move {
+            bound.serve(async { let _ = stopped.await; }).await.expect("serve");
+        });
+        Self { addr, stop: Some(stop), done, _data: None }
+    }
+
+    /// Asks for a graceful stop without waiting for it.
+    pub fn signal_stop(&mut self) {
+        if let Some(stop) = self.stop.take() {
+            let _ = stop.send(());
+        }
+    }
+
+    /// Waits (at most 10 s) until the server has stopped cleanly.
+    pub async fn stopped(&mut self) {
+        tokio::time::timeout(Duration::from_secs(10), &mut self.done).await.expect("stops").expect("clean");
+    }
+
+    /// Graceful stop; waits until the server released everything.
+    pub async fn stop(mut self) {
+        self.signal_stop();
+        self.stopped().await;
+    }
 }
