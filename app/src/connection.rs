@@ -121,7 +121,7 @@ mod browser {
             return Ended::Retry;
         };
         let (mut sink, mut stream) = socket.split();
-        let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, name: None, resume: position.clone() };
+        let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, name: None, resume: position.clone(), user: None, colour: None };
         if sink.send(Message::Text(hello.to_json())).await.is_err() {
             return Ended::Retry;
         }

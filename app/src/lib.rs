@@ -10,6 +10,7 @@
 pub mod connection;
 pub mod pages;
 pub mod protocol;
+pub mod shard;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};

@@ -120,14 +120,46 @@ pub enum ClientMessage {
         /// sends exactly the events after it, or a fresh snapshot when it cannot.
         #[serde(default)]
         resume: Option<StreamPosition>,
+        /// A stable id for the person (kept in the browser's local storage): several tabs of one
+        /// user are one presence entry.
+        #[serde(default)]
+        user: Option<String>,
+        /// The user's colour as `#rrggbb`.
+        #[serde(default)]
+        colour: Option<String>,
     },
     /// Liveness probe; the server answers with the same nonce.
     Ping { nonce: u64 },
     /// A line of text for everyone in the room, appended to the room's stream.
     Note { text: String },
+    /// Stop a queued or running photo. It stays in the room as cancelled and can be retried.
+    CancelPhoto { photo: String },
+    /// Put a failed, cancelled or unregistered photo back in the queue.
+    RetryPhoto { photo: String },
+    /// Take a photo that is not part of the model out of the room.
+    RemovePhoto { photo: String },
+    /// Change one shared setting. `base_revision` is the revision the author saw; if the field
+    /// changed since, nothing is applied and the author gets a `setting_conflict`.
+    UpdateSetting { setting: SettingValue, base_revision: u64 },
+    /// How many files this user is uploading right now (0 when done), shown in presence.
+    Uploading { files: u32 },
+    /// A photo as base64, for clients that cannot make HTTP uploads. Takes the same path as
+    /// `PUT /api/rooms/{id}/photos/{sha256}`; the answer is `uploaded` or `error`.
+    UploadImage {
+        name: String,
+        /// Base64 (standard alphabet) of the file's bytes.
+        data: String,
+        /// SHA-256 of the bytes when the client computed it; checked when present.
+        #[serde(default)]
+        photo: Option<String>,
+    },
 }
 
 /// Messages the server sends to a client.
+///
+/// Only `event` (and the `snapshot` it builds on) belongs to the durable, numbered room stream.
+/// `progress`, `presence`, `presence_diff` and `system_status` are transient: they describe the
+/// present, are never replayed, and the next one supersedes them.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
 pub enum ServerMessage {
@@ -151,6 +183,62 @@ pub enum ServerMessage {
     /// Something the client sent was refused. The connection stays open unless a close frame
     /// follows, so one bad message never costs the user the session.
     Error { code: ErrorCode, message: String },
+    /// Where a photo is in its processing (transient).
+    Progress {
+        photo: String,
+        stage: String,
+        /// Of the current stage, 0 to 1.
+        fraction: f32,
+        /// Estimated milliseconds until the photo is done, from measured stage times.
+        eta_ms: Option<u64>,
+    },
+    /// Everyone in the room now (transient; sent after `welcome`).
+    Presence { members: Vec<Member> },
+    /// Changes to presence since the last `presence` or `presence_diff` (transient).
+    PresenceDiff {
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        joined: Vec<Member>,
+        /// User ids that left (after the grace period).
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        left: Vec<String>,
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        changed: Vec<Member>,
+    },
+    /// The server's load, every few seconds while a room is open (transient).
+    SystemStatus { status: SystemStatus },
+    /// An `update_setting` lost a race: someone changed the field first. Nothing was applied.
+    /// The author can resend `yours` (keep mine) or an average with `base_revision = revision`,
+    /// or do nothing (use theirs).
+    SettingConflict { yours: SettingValue, theirs: SettingValue, theirs_by: Option<String>, revision: u64 },
+    /// The answer to `upload_image`.
+    Uploaded { photo: String, duplicate: bool },
+}
+
+/// One person in a room, however many tabs they have open.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Member {
+    pub user: String,
+    pub name: String,
+    /// `#rrggbb`.
+    pub colour: String,
+    /// Files this user is uploading right now.
+    pub uploading: u32,
+    /// Open connections (tabs) of this user.
+    pub tabs: u32,
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct SystemStatus {
+    /// Photos waiting in every room of this server.
+    pub queued: u32,
+    /// Photos being processed now.
+    pub active_jobs: u32,
+    /// The limit on concurrent processing.
+    pub workers: u32,
+    /// Process CPU use over the last interval, in percent of one core.
+    pub cpu_percent: f32,
+    /// Resident memory of the server process.
+    pub memory_bytes: u64,
 }
 
 /// A position in a room's event stream: Centrifugo's (epoch, offset). `seq` counts events from 1
@@ -170,6 +258,192 @@ pub enum RoomEvent {
     /// A photo was stored durably and waits for reconstruction. `position` counts the room's
     /// photos from 1 in upload order.
     PhotoQueued { photo: String, name: String, by: String, bytes: u64, position: u32 },
+    /// A worker took the photo.
+    PhotoStarted { photo: String },
+    /// The photo has a pose; `shard` holds the points its registration added.
+    PhotoRegistered { photo: String, camera: CameraView, shard: Option<ShardRef> },
+    /// The photo could not be registered yet (validation required). It is kept and retried as
+    /// more photos arrive; a member may retry it now or remove it.
+    PhotoPending { photo: String, reason: String },
+    /// Processing failed. `retryable` tells whether `retry_photo` can help.
+    PhotoFailed { photo: String, reason: String, retryable: bool },
+    PhotoCancelled { photo: String, by: String },
+    /// A member put the photo back in the queue.
+    PhotoRetried { photo: String, by: String },
+    PhotoRemoved { photo: String, by: String },
+    RefinementStarted { photos: u32 },
+    /// Global refinement finished: `manifest` and `cameras` replace the old ones entirely (a
+    /// full refetch for every client).
+    RefinementDone { manifest: Manifest, cameras: Vec<CameraView>, seconds: f64 },
+    /// A shared setting changed; `revision` is the field's new revision.
+    SettingChanged { setting: SettingValue, revision: u64, by: String },
+}
+
+/// A registered camera, as the viewer draws it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CameraView {
+    pub photo: String,
+    /// World-to-camera rotation, row-major.
+    pub rotation: [[f64; 3]; 3],
+    /// Camera centre in world coordinates.
+    pub center: [f64; 3],
+    /// Focal length and principal point in pixels of `width` x `height`.
+    pub fx: f64,
+    pub fy: f64,
+    pub cx: f64,
+    pub cy: f64,
+    pub width: u32,
+    pub height: u32,
+}
+
+/// A content-addressed block of points: `GET /api/rooms/{id}/shards/{hash}`, in the format of
+/// [`crate::shard`].
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ShardRef {
+    /// SHA-256 of the shard's bytes, lowercase hex.
+    pub hash: String,
+    pub points: u32,
+}
+
+/// Every shard of the model. `generation` increases with each refinement, which replaces the
+/// whole list; between refinements registered photos append shards.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Manifest {
+    pub generation: u64,
+    pub shards: Vec<ShardRef>,
+}
+
+impl Manifest {
+    pub fn points(&self) -> u64 {
+        self.shards.iter().map(|s| u64::from(s.points)).sum()
+    }
+}
+
+/// Known camera intrinsics at the photos' original resolution, shared by all photos.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct KnownIntrinsics {
+    pub fx: f64,
+    pub fy: f64,
+    pub cx: f64,
+    pub cy: f64,
+}
+
+/// One shared setting with its value.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "field", content = "value", rename_all = "snake_case")]
+pub enum SettingValue {
+    /// Global refinement after every this many photos; 0 turns it off.
+    RefineEvery(u32),
+    /// Photos are downscaled to this longer side before processing.
+    MaxImageSide(u32),
+    /// Most keypoints kept per photo.
+    MaxFeatures(u32),
+    /// Known intrinsics, or `null` to estimate them.
+    Intrinsics(Option<KnownIntrinsics>),
+}
+
+impl SettingValue {
+    /// The field's name as it appears on the wire.
+    pub fn field(&self) -> &'static str {
+        match self {
+            Self::RefineEvery(_) => "refine_every",
+            Self::MaxImageSide(_) => "max_image_side",
+            Self::MaxFeatures(_) => "max_features",
+            Self::Intrinsics(_) => "intrinsics",
+        }
+    }
+
+    /// Checks the value against the field's bounds; the message says what is allowed.
+    pub fn validate(&self) -> Result<(), String> {
+        match self {
+            Self::RefineEvery(n) if *n > 1000 => Err("refine every: 0 (never) to 1000 photos".into()),
+            Self::MaxImageSide(n) if !(64..=8192).contains(n) => {
+                Err("maximum image size: 64 to 8192 pixels".into())
+            }
+            Self::MaxFeatures(n) if !(100..=50_000).contains(n) => Err("features per photo: 100 to 50000".into()),
+            Self::Intrinsics(Some(k))
+                if ![k.fx, k.fy, k.cx, k.cy].iter().all(|v| v.is_finite()) || k.fx <= 0.0 || k.fy <= 0.0 =>
+            {
+                Err("intrinsics: finite numbers with positive focal lengths".into())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    /// The mean of two values of the same numeric field, for resolving a conflict; `None` for
+    /// fields that are not a single number.
+    pub fn average(&self, other: &Self) -> Option<Self> {
+        let mean = |a: u32, b: u32| (u64::from(a) + u64::from(b)).div_ceil(2) as u32;
+        match (self, other) {
+            (Self::RefineEvery(a), Self::RefineEvery(b)) => Some(Self::RefineEvery(mean(*a, *b))),
+            (Self::MaxImageSide(a), Self::MaxImageSide(b)) => Some(Self::MaxImageSide(mean(*a, *b))),
+            (Self::MaxFeatures(a), Self::MaxFeatures(b)) => Some(Self::MaxFeatures(mean(*a, *b))),
+            _ => None,
+        }
+    }
+}
+
+/// A setting's value with the revision that produced it and who made it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Revised<T> {
+    pub value: T,
+    /// 0 for the default; each accepted update adds one.
+    pub revision: u64,
+    #[serde(default)]
+    pub by: Option<String>,
+}
+
+impl<T> Revised<T> {
+    fn initial(value: T) -> Self {
+        Self { value, revision: 0, by: None }
+    }
+}
+
+/// The room's shared reconstruction settings.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RoomSettings {
+    pub refine_every: Revised<u32>,
+    pub max_image_side: Revised<u32>,
+    pub max_features: Revised<u32>,
+    pub intrinsics: Revised<Option<KnownIntrinsics>>,
+}
+
+impl Default for RoomSettings {
+    fn default() -> Self {
+        Self {
+            refine_every: Revised::initial(10),
+            max_image_side: Revised::initial(1600),
+            max_features: Revised::initial(8000),
+            intrinsics: Revised::initial(None),
+        }
+    }
+}
+
+impl RoomSettings {
+    /// The current value, revision and author of the field that `like` names (its value is
+    /// ignored).
+    pub fn current(&self, like: &SettingValue) -> (SettingValue, u64, Option<String>) {
+        fn of<T: Clone>(r: &Revised<T>, wrap: fn(T) -> SettingValue) -> (SettingValue, u64, Option<String>) {
+            (wrap(r.value.clone()), r.revision, r.by.clone())
+        }
+        match like {
+            SettingValue::RefineEvery(_) => of(&self.refine_every, SettingValue::RefineEvery),
+            SettingValue::MaxImageSide(_) => of(&self.max_image_side, SettingValue::MaxImageSide),
+            SettingValue::MaxFeatures(_) => of(&self.max_features, SettingValue::MaxFeatures),
+            SettingValue::Intrinsics(_) => of(&self.intrinsics, SettingValue::Intrinsics),
+        }
+    }
+
+    /// Sets a field to `value` at `revision`.
+    pub fn set(&mut self, value: &SettingValue, revision: u64, by: &str) {
+        let by = Some(by.to_owned());
+        match value {
+            SettingValue::RefineEvery(v) => self.refine_every = Revised { value: *v, revision, by },
+            SettingValue::MaxImageSide(v) => self.max_image_side = Revised { value: *v, revision, by },
+            SettingValue::MaxFeatures(v) => self.max_features = Revised { value: *v, revision, by },
+            SettingValue::Intrinsics(v) => self.intrinsics = Revised { value: *v, revision, by },
+        }
+    }
 }
 
 /// A photo as the room lists it.
@@ -180,32 +454,102 @@ pub struct PhotoSummary {
     pub name: String,
     pub by: String,
     pub status: PhotoState,
+    /// Why it is pending or failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub reason: Option<String>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PhotoState {
     Queued,
+    Processing,
+    Registered,
+    /// Not registered yet: waiting for more photos, or for a member to retry or remove it.
+    Pending,
+    Failed,
+    Cancelled,
+}
+
+impl PhotoState {
+    /// Whether a worker still has to look at the photo.
+    pub fn awaits_processing(self) -> bool {
+        matches!(self, Self::Queued | Self::Processing)
+    }
+}
+
+/// The latest global refinement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RefinementInfo {
+    /// Registered photos when it ran.
+    pub photos: u32,
+    pub seconds: f64,
+    /// The stream seq of its `refinement_done` event.
+    pub seq: u64,
 }
 
 /// Everything a newcomer needs to draw the room as it is now.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
 pub struct RoomSnapshot {
     /// Notes in stream order, at most [`RoomSnapshot::MAX_NOTES`] of the latest.
     pub notes: Vec<String>,
     /// How many events the stream has carried in this epoch.
     pub events: u64,
     /// Every photo of the room, in upload order.
-    #[serde(default)]
     pub photos: Vec<PhotoSummary>,
+    /// Registered cameras, in registration order.
+    pub cameras: Vec<CameraView>,
+    /// The point shards that make up the model.
+    pub manifest: Manifest,
+    pub settings: RoomSettings,
+    pub last_refinement: Option<RefinementInfo>,
+}
+
+/// Photo counts by state, for status displays.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhotoCounts {
+    pub total: u32,
+    pub queued: u32,
+    pub processing: u32,
+    pub registered: u32,
+    pub pending: u32,
+    pub failed: u32,
+    pub cancelled: u32,
 }
 
 impl RoomSnapshot {
     pub const MAX_NOTES: usize = 50;
 
-    /// Folds one event into the state; the server and a resuming client both use this, so a
-    /// snapshot plus the events after it always equals the state at the newest event.
-    pub fn apply(&mut self, event: &RoomEvent) {
+    pub fn photo(&self, id: &str) -> Option<&PhotoSummary> {
+        self.photos.iter().find(|p| p.id == id)
+    }
+
+    pub fn counts(&self) -> PhotoCounts {
+        let mut counts = PhotoCounts { total: self.photos.len() as u32, ..PhotoCounts::default() };
+        for photo in &self.photos {
+            *match photo.status {
+                PhotoState::Queued => &mut counts.queued,
+                PhotoState::Processing => &mut counts.processing,
+                PhotoState::Registered => &mut counts.registered,
+                PhotoState::Pending => &mut counts.pending,
+                PhotoState::Failed => &mut counts.failed,
+                PhotoState::Cancelled => &mut counts.cancelled,
+            } += 1;
+        }
+        counts
+    }
+
+    fn set_status(&mut self, id: &str, status: PhotoState, reason: Option<String>) {
+        if let Some(photo) = self.photos.iter_mut().find(|p| p.id == id) {
+            photo.status = status;
+            photo.reason = reason;
+        }
+    }
+
+    /// Folds the event at `seq` into the state. The server and a resuming client both use
+    /// this, so a snapshot plus the events after it always equals the state at the newest event.
+    pub fn apply(&mut self, seq: u64, event: &RoomEvent) {
         self.events += 1;
         match event {
             RoomEvent::Note { by, text } => {
@@ -220,7 +564,33 @@ impl RoomSnapshot {
                 name: name.clone(),
                 by: by.clone(),
                 status: PhotoState::Queued,
+                reason: None,
             }),
+            RoomEvent::PhotoStarted { photo } => self.set_status(photo, PhotoState::Processing, None),
+            RoomEvent::PhotoRegistered { photo, camera, shard } => {
+                self.set_status(photo, PhotoState::Registered, None);
+                self.cameras.retain(|c| c.photo != *photo);
+                self.cameras.push(camera.clone());
+                if let Some(shard) = shard {
+                    self.manifest.shards.push(shard.clone());
+                }
+            }
+            RoomEvent::PhotoPending { photo, reason } => {
+                self.set_status(photo, PhotoState::Pending, Some(reason.clone()))
+            }
+            RoomEvent::PhotoFailed { photo, reason, .. } => {
+                self.set_status(photo, PhotoState::Failed, Some(reason.clone()))
+            }
+            RoomEvent::PhotoCancelled { photo, .. } => self.set_status(photo, PhotoState::Cancelled, None),
+            RoomEvent::PhotoRetried { photo, .. } => self.set_status(photo, PhotoState::Queued, None),
+            RoomEvent::PhotoRemoved { photo, .. } => self.photos.retain(|p| p.id != *photo),
+            RoomEvent::RefinementStarted { .. } => {}
+            RoomEvent::RefinementDone { manifest, cameras, seconds } => {
+                self.manifest = manifest.clone();
+                self.cameras = cameras.clone();
+                self.last_refinement = Some(RefinementInfo { photos: cameras.len() as u32, seconds: *seconds, seq });
+            }
+            RoomEvent::SettingChanged { setting, revision, by } => self.settings.set(setting, *revision, by),
         }
     }
 }
@@ -240,6 +610,19 @@ pub enum ErrorCode {
     UnsupportedVersion,
     /// The server could not carry the request out right now; retrying may work.
     Unavailable,
+    /// Too many messages or uploads from this address; wait and retry.
+    RateLimited,
+    /// The photo named does not exist in this room.
+    NotFound,
+    /// The request does not apply to the photo's current state (e.g. retrying a registered
+    /// photo).
+    InvalidState,
+    /// A setting value outside its bounds.
+    InvalidSetting,
+    /// An `upload_image` that the upload path refused; the message says why.
+    UploadRejected,
+    /// A room limit (photos per room) is reached.
+    LimitReached,
 }
 
 impl ClientMessage {
@@ -288,8 +671,8 @@ mod tests {
 
     #[test]
     fn messages_use_a_type_tag() {
-        let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, name: Some("Ana".into()), resume: None };
-        assert_eq!(hello.to_json(), r#"{"type":"hello","version":1,"name":"Ana","resume":null}"#);
+        let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, name: Some("Ana".into()), resume: None, user: None, colour: None };
+        assert_eq!(hello.to_json(), r#"{"type":"hello","version":1,"name":"Ana","resume":null,"user":null,"colour":null}"#);
         let parsed: ClientMessage = serde_json::from_str(r#"{"type":"ping","nonce":7}"#).unwrap();
         assert_eq!(parsed, ClientMessage::Ping { nonce: 7 });
         let welcome = ServerMessage::Welcome {
@@ -307,14 +690,14 @@ mod tests {
     #[test]
     fn hello_without_name_is_accepted() {
         let parsed: ClientMessage = serde_json::from_str(r#"{"type":"hello","version":1}"#).unwrap();
-        assert_eq!(parsed, ClientMessage::Hello { version: 1, name: None, resume: None });
+        assert_eq!(parsed, ClientMessage::Hello { version: 1, name: None, resume: None, user: None, colour: None });
     }
 
     #[test]
     fn snapshots_fold_events_and_keep_the_latest_notes() {
         let mut state = RoomSnapshot::default();
         for i in 0..(RoomSnapshot::MAX_NOTES + 5) {
-            state.apply(&RoomEvent::Note { by: "Ana".into(), text: i.to_string() });
+            state.apply(i as u64 + 1, &RoomEvent::Note { by: "Ana".into(), text: i.to_string() });
         }
         assert_eq!(state.events as usize, RoomSnapshot::MAX_NOTES + 5);
         assert_eq!(state.notes.len(), RoomSnapshot::MAX_NOTES);
@@ -325,5 +708,65 @@ mod tests {
     fn unknown_types_are_errors_not_panics() {
         assert!(serde_json::from_str::<ClientMessage>(r#"{"type":"launch_missiles"}"#).is_err());
         assert!(serde_json::from_str::<ClientMessage>("\u{0}\u{1}").is_err());
+    }
+
+    fn camera(photo: &str) -> CameraView {
+        CameraView {
+            photo: photo.into(),
+            rotation: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            center: [0.0; 3],
+            fx: 100.0,
+            fy: 100.0,
+            cx: 50.0,
+            cy: 40.0,
+            width: 100,
+            height: 80,
+        }
+    }
+
+    #[test]
+    fn a_photo_journey_folds_into_statuses_cameras_and_the_manifest() {
+        let mut state = RoomSnapshot::default();
+        let shard = |h: &str, n| ShardRef { hash: h.into(), points: n };
+        let queued = |p: &str, position| RoomEvent::PhotoQueued {
+            photo: p.into(), name: format!("{p}.jpg"), by: "Ana".into(), bytes: 1, position,
+        };
+        let events = [
+            queued("a", 1),
+            queued("b", 2),
+            queued("c", 3),
+            RoomEvent::PhotoStarted { photo: "a".into() },
+            RoomEvent::PhotoRegistered { photo: "a".into(), camera: camera("a"), shard: Some(shard("s1", 10)) },
+            RoomEvent::PhotoRegistered { photo: "b".into(), camera: camera("b"), shard: Some(shard("s2", 5)) },
+            RoomEvent::PhotoPending { photo: "c".into(), reason: "no overlap".into() },
+        ];
+        for (i, e) in events.iter().enumerate() {
+            state.apply(i as u64 + 1, e);
+        }
+        assert_eq!(state.manifest.points(), 15);
+        assert_eq!(state.counts(), PhotoCounts { total: 3, registered: 2, pending: 1, ..PhotoCounts::default() });
+        assert_eq!(state.photo("c").and_then(|p| p.reason.as_deref()), Some("no overlap"));
+        let refined = Manifest { generation: 1, shards: vec![shard("s3", 12)] };
+        state.apply(8, &RoomEvent::RefinementDone { manifest: refined.clone(), cameras: vec![camera("a"), camera("b")], seconds: 0.5 });
+        assert_eq!(state.manifest, refined);
+        assert_eq!(state.last_refinement.as_ref().map(|r| (r.photos, r.seq)), Some((2, 8)));
+        state.apply(9, &RoomEvent::PhotoRemoved { photo: "c".into(), by: "Ana".into() });
+        assert_eq!(state.counts().total, 2);
+    }
+
+    #[test]
+    fn settings_validate_average_and_revise() {
+        assert!(SettingValue::RefineEvery(0).validate().is_ok());
+        assert!(SettingValue::RefineEvery(1001).validate().is_err());
+        assert!(SettingValue::MaxImageSide(10).validate().is_err());
+        let bad = KnownIntrinsics { fx: -1.0, fy: 1.0, cx: 0.0, cy: 0.0 };
+        assert!(SettingValue::Intrinsics(Some(bad)).validate().is_err());
+        assert_eq!(SettingValue::RefineEvery(5).average(&SettingValue::RefineEvery(10)), Some(SettingValue::RefineEvery(8)));
+        assert_eq!(SettingValue::Intrinsics(None).average(&SettingValue::Intrinsics(None)), None);
+        let mut settings = RoomSettings::default();
+        settings.set(&SettingValue::MaxImageSide(2000), 1, "Ana");
+        assert_eq!(settings.current(&SettingValue::MaxImageSide(0)), (SettingValue::MaxImageSide(2000), 1, Some("Ana".into())));
+        let json = serde_json::to_string(&ClientMessage::UpdateSetting { setting: SettingValue::RefineEvery(5), base_revision: 0 }).unwrap();
+        assert_eq!(json, r#"{"type":"update_setting","setting":{"field":"refine_every","value":5},"base_revision":0}"#);
     }
 }

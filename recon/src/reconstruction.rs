@@ -72,6 +72,14 @@ impl Reconstruction {
         &self.settings
     }
 
+    /// Replaces the settings for the photos added from now on; photos already in the model keep
+    /// the processing they had. Refused (and nothing changed) when a value is out of bounds.
+    pub fn set_settings(&mut self, settings: Settings) -> Result<(), ReconError> {
+        settings.validate()?;
+        self.settings = settings;
+        Ok(())
+    }
+
     /// Ids of all photos in the order they were added.
     pub fn photo_ids(&self) -> Vec<String> {
         self.scene.views.iter().map(|v| v.id.clone()).collect()

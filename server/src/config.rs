@@ -25,6 +25,42 @@ pub struct Config {
     #[arg(long, env = "VESTIGE_MAX_UPLOAD_BYTES", default_value_t = 32 * 1024 * 1024)]
     pub max_upload_bytes: usize,
 
+    /// Photos reconstructed at the same time, over all rooms (default: the number of cores).
+    #[arg(long, env = "VESTIGE_WORKERS")]
+    pub workers: Option<usize>,
+
+    /// Most rooms this server holds.
+    #[arg(long, env = "VESTIGE_MAX_ROOMS", default_value_t = 1000)]
+    pub max_rooms: u64,
+
+    /// Most photos in one room.
+    #[arg(long, env = "VESTIGE_MAX_PHOTOS_PER_ROOM", default_value_t = 1000)]
+    pub max_photos_per_room: u64,
+
+    /// Most simultaneous connections to one room.
+    #[arg(long, env = "VESTIGE_MAX_CLIENTS_PER_ROOM", default_value_t = 5000)]
+    pub max_clients_per_room: usize,
+
+    /// Uploads per second allowed from one address (burst: 10 times as many).
+    #[arg(long, env = "VESTIGE_UPLOADS_PER_SECOND", default_value_t = 5.0)]
+    pub uploads_per_second: f64,
+
+    /// WebSocket messages per second allowed from one address (burst: 10 times as many).
+    #[arg(long, env = "VESTIGE_MESSAGES_PER_SECOND", default_value_t = 50.0)]
+    pub messages_per_second: f64,
+
+    /// Seconds between server pings; a connection silent for three intervals is dropped.
+    #[arg(long, env = "VESTIGE_HEARTBEAT_SECONDS", default_value_t = 15.0)]
+    pub heartbeat_seconds: f64,
+
+    /// Seconds someone stays in presence after their last tab closed.
+    #[arg(long, env = "VESTIGE_PRESENCE_GRACE_SECONDS", default_value_t = 5.0)]
+    pub presence_grace_seconds: f64,
+
+    /// Days without activity or members after which a room is archived (kept, unloaded).
+    #[arg(long, env = "VESTIGE_ARCHIVE_AFTER_DAYS", default_value_t = 30.0)]
+    pub archive_after_days: f64,
+
     /// Log line format.
     #[arg(long, env = "VESTIGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -44,7 +80,30 @@ impl Config {
             data_dir,
             site_root: PathBuf::from("target/site"),
             max_upload_bytes: 32 * 1024 * 1024,
+            workers: None,
+            max_rooms: 1000,
+            max_photos_per_room: 1000,
+            max_clients_per_room: 5000,
+            uploads_per_second: 5.0,
+            messages_per_second: 50.0,
+            heartbeat_seconds: 15.0,
+            presence_grace_seconds: 5.0,
+            archive_after_days: 30.0,
             log_format: LogFormat::Text,
         }
+    }
+}
+
+impl Config {
+    pub fn workers(&self) -> usize {
+        self.workers
+            .filter(|n| *n > 0)
+            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+    }
+
+    /// A duration from a seconds flag, refusing nonsense (negative, NaN) by using `default`.
+    pub fn seconds(value: f64, default: f64) -> std::time::Duration {
+        let value = if value.is_finite() && value >= 0.0 { value } else { default };
+        std::time::Duration::from_secs_f64(value.min(1e9))
     }
 }

@@ -10,11 +10,13 @@
 //! the room stream's lock. A joining client therefore sees everything up to the head it was given
 //! through its backlog, and everything after it through its queue, with no gap and no overlap.
 
-use crate::storage::{NewPhoto, Storage, StorageError};
+use crate::presence::Presence;
+use crate::storage::{NewPhoto, NewRoom, Storage, StorageError, now_unix};
 use app::protocol::{RoomEvent, RoomId, RoomSnapshot, ServerMessage, StreamPosition};
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 use tokio::sync::mpsc;
 
 /// Events kept in memory per room for fast replay; older ones are read back from storage.
@@ -24,6 +26,8 @@ const RECENT_EVENTS: usize = 1024;
 const SNAPSHOT_EVERY: u64 = 256;
 /// Default bound on a client's queue of undelivered messages.
 pub const DEFAULT_CLIENT_QUEUE: usize = 512;
+/// How long someone whose last tab closed still shows as present.
+pub const DEFAULT_PRESENCE_GRACE: Duration = Duration::from_secs(5);
 
 /// A serialised server message, shared by every recipient: an event is encoded once, not once
 /// per client.
@@ -35,15 +39,18 @@ pub enum EventLogError {
     Storage(#[from] StorageError),
     #[error("stored event {seq} of room {room} is unreadable: {source}")]
     Corrupt { room: String, seq: u64, source: serde_json::Error },
+    #[error("room {0} does not exist")]
+    NoSuchRoom(RoomId),
 }
 
 pub struct EventLog {
     storage: Arc<Storage>,
     streams: Mutex<HashMap<RoomId, Arc<Mutex<Stream>>>>,
     client_queue: usize,
+    presence_grace: Duration,
     next_subscriber: AtomicU64,
     events_appended: AtomicU64,
-    clients_cut_off: AtomicU64,
+    clients_cut_off: Arc<AtomicU64>,
 }
 
 struct Stream {
@@ -54,12 +61,54 @@ struct Stream {
     /// (seq, frame) of the newest events, oldest first.
     recent: VecDeque<(u64, Frame)>,
     subscribers: Vec<Subscriber>,
+    presence: Presence,
+    clients_cut_off: Arc<AtomicU64>,
 }
 
 struct Subscriber {
     id: u64,
     queue: mpsc::Sender<Frame>,
-    lagged: Arc<AtomicBool>,
+    ended: Arc<AtomicU8>,
+}
+
+/// Why the server stopped feeding a subscriber; the session turns it into a close code.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EndReason {
+    /// Still fed (or the client went away by itself).
+    Open = 0,
+    /// Its queue was full: it fell behind.
+    TooSlow = 1,
+    /// The room was deleted or archived.
+    RoomClosed = 2,
+}
+
+impl Stream {
+    /// Hands a frame to every subscriber without waiting; a full queue cuts that client off.
+    fn deliver(&mut self, frame: &Frame) {
+        let cut_off = &self.clients_cut_off;
+        self.subscribers.retain(|subscriber| match subscriber.queue.try_send(frame.clone()) {
+            Ok(()) => true,
+            Err(mpsc::error::TrySendError::Full(_)) => {
+                subscriber.ended.store(EndReason::TooSlow as u8, Ordering::Release);
+                cut_off.fetch_add(1, Ordering::Relaxed);
+                false
+            }
+            Err(mpsc::error::TrySendError::Closed(_)) => false,
+        });
+    }
+
+    fn position(&self) -> StreamPosition {
+        StreamPosition { epoch: self.epoch.clone(), seq: self.head }
+    }
+}
+
+/// Who is joining, for presence.
+pub struct JoinRequest<'a> {
+    pub resume: Option<&'a StreamPosition>,
+    pub connection: u64,
+    pub user: &'a str,
+    pub name: &'a str,
+    pub colour: &'a str,
 }
 
 /// What a client needs to start following a room.
@@ -67,6 +116,8 @@ pub struct Joined {
     pub head: StreamPosition,
     /// Sent before anything from `queue`.
     pub backlog: Backlog,
+    /// Everyone present, the joiner included; sent after the backlog.
+    pub presence: Frame,
     pub queue: mpsc::Receiver<Frame>,
     pub membership: Membership,
 }
@@ -80,22 +131,86 @@ pub enum Backlog {
     Snapshot { reset: bool, frame: Frame },
 }
 
-/// Removes the subscriber when dropped, and tells whether it was cut off for being too slow.
+/// What a [`EventLog::transact`] decision appends, and what it answers.
+pub struct Decision<T> {
+    pub events: Vec<RoomEvent>,
+    /// A photo whose record goes in the same transaction (a removal).
+    pub forget_photo: Option<String>,
+    pub reply: T,
+}
+
+impl<T> Decision<T> {
+    pub fn nothing(reply: T) -> Self {
+        Self { events: Vec::new(), forget_photo: None, reply }
+    }
+
+    pub fn append(events: Vec<RoomEvent>, reply: T) -> Self {
+        Self { events, forget_photo: None, reply }
+    }
+}
+
+/// Removes the subscriber (and its presence) when dropped, and tells why the server stopped
+/// feeding it.
 pub struct Membership {
     stream: Arc<Mutex<Stream>>,
     id: u64,
-    lagged: Arc<AtomicBool>,
+    connection: u64,
+    ended: Arc<AtomicU8>,
+    grace: Duration,
 }
 
 impl Membership {
+    pub fn end_reason(&self) -> EndReason {
+        match self.ended.load(Ordering::Acquire) {
+            1 => EndReason::TooSlow,
+            2 => EndReason::RoomClosed,
+            _ => EndReason::Open,
+        }
+    }
+
     pub fn was_too_slow(&self) -> bool {
-        self.lagged.load(Ordering::Acquire)
+        self.end_reason() == EndReason::TooSlow
+    }
+
+    /// This connection is uploading `files` files (0 when done).
+    pub fn set_uploading(&self, files: u32) {
+        let mut stream = lock(&self.stream);
+        if let Some(diff) = stream.presence.set_uploading(self.connection, files) {
+            stream.deliver(&Frame::from(diff.to_json()));
+        }
     }
 }
 
 impl Drop for Membership {
     fn drop(&mut self) {
-        lock(&self.stream).subscribers.retain(|s| s.id != self.id);
+        let mut stream = lock(&self.stream);
+        stream.subscribers.retain(|s| s.id != self.id);
+        let (diff, leaving) = stream.presence.disconnect(self.connection);
+        if let Some(diff) = diff {
+            stream.deliver(&Frame::from(diff.to_json()));
+        }
+        let Some((user, ticket)) = leaving else { return };
+        drop(stream);
+        let expire = {
+            let stream = self.stream.clone();
+            move || {
+                let mut stream = lock(&stream);
+                if let Some(diff) = stream.presence.expire(&user, ticket) {
+                    stream.deliver(&Frame::from(diff.to_json()));
+                }
+            }
+        };
+        // Outside a runtime (unit tests, shutdown) there is nobody to wait for: leave now.
+        match tokio::runtime::Handle::try_current() {
+            Ok(runtime) if !self.grace.is_zero() => {
+                let grace = self.grace;
+                runtime.spawn(async move {
+                    tokio::time::sleep(grace).await;
+                    expire();
+                });
+            }
+            _ => expire(),
+        }
     }
 }
 
@@ -118,27 +233,25 @@ fn new_epoch() -> String {
     format!("{:x}", nanos & 0xffff_ffff_ffff)
 }
 
-fn now_unix() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or_default()
-}
-
 impl EventLog {
     pub fn new(storage: Arc<Storage>) -> Self {
-        Self::with_client_queue(storage, DEFAULT_CLIENT_QUEUE)
+        Self::with_options(storage, DEFAULT_CLIENT_QUEUE, DEFAULT_PRESENCE_GRACE)
     }
 
-    pub fn with_client_queue(storage: Arc<Storage>, client_queue: usize) -> Self {
+    pub fn with_options(storage: Arc<Storage>, client_queue: usize, presence_grace: Duration) -> Self {
         Self {
             storage,
             streams: Mutex::new(HashMap::new()),
             client_queue: client_queue.max(1),
+            presence_grace,
             next_subscriber: AtomicU64::new(1),
             events_appended: AtomicU64::new(0),
-            clients_cut_off: AtomicU64::new(0),
+            clients_cut_off: Arc::new(AtomicU64::new(0)),
         }
+    }
+
+    pub fn storage(&self) -> &Arc<Storage> {
+        &self.storage
     }
 
     pub fn events_appended(&self) -> u64 {
@@ -153,13 +266,22 @@ impl EventLog {
         lock(&self.streams).len()
     }
 
+    /// Creates a room with a fresh epoch; `false` when the id is taken.
+    pub fn create_room(&self, room: &NewRoom<'_>) -> Result<bool, EventLogError> {
+        Ok(self.storage.create_room(room, &new_epoch(), now_unix())?)
+    }
+
     /// The room's stream, loaded from storage on first use.
     fn stream(&self, room: &RoomId) -> Result<Arc<Mutex<Stream>>, EventLogError> {
         let mut streams = lock(&self.streams);
         if let Some(stream) = streams.get(room) {
             return Ok(stream.clone());
         }
-        let stored = self.storage.open_stream(room.as_str(), &new_epoch(), now_unix())?;
+        let stored = match self.storage.open_stream(room.as_str()) {
+            Ok(stored) => stored,
+            Err(StorageError::NoSuchRoom(_)) => return Err(EventLogError::NoSuchRoom(room.clone())),
+            Err(err) => return Err(err.into()),
+        };
         let (mut state, folded_up_to) = match stored.snapshot {
             Some((seq, body)) => match serde_json::from_str::<RoomSnapshot>(&body) {
                 Ok(state) => (state, seq),
@@ -173,7 +295,7 @@ impl EventLog {
             let message: ServerMessage = serde_json::from_str(&body)
                 .map_err(|source| EventLogError::Corrupt { room: room.to_string(), seq, source })?;
             if let ServerMessage::Event { event, .. } = &message {
-                state.apply(event);
+                state.apply(seq, event);
             }
             recent.push_back((seq, Frame::from(body)));
             if recent.len() > RECENT_EVENTS {
@@ -187,6 +309,8 @@ impl EventLog {
             state,
             recent,
             subscribers: Vec::new(),
+            presence: Presence::default(),
+            clients_cut_off: self.clients_cut_off.clone(),
         }));
         streams.insert(room.clone(), stream.clone());
         Ok(stream)
@@ -194,18 +318,48 @@ impl EventLog {
 
     /// Durably appends `event` and delivers it to every subscriber. Returns its position.
     pub fn append(&self, room: &RoomId, event: RoomEvent) -> Result<StreamPosition, EventLogError> {
+        self.transact(room, |_| Decision::append(vec![event], ())).map(|(at, ())| at)
+    }
+
+    /// Looks at the room state and appends what `decide` returns, all under the stream's lock:
+    /// nothing can change the state between the check and the append (a cancel cannot race a
+    /// retry, a setting update cannot race another). The events go in one transaction.
+    pub fn transact<T>(
+        &self,
+        room: &RoomId,
+        decide: impl FnOnce(&RoomSnapshot) -> Decision<T>,
+    ) -> Result<(StreamPosition, T), EventLogError> {
         let stream = self.stream(room)?;
         let mut stream = lock(&stream);
-        let seq = stream.head + 1;
-        let frame = event_frame(&stream.epoch, seq, &event);
+        let Decision { events, forget_photo, reply } = decide(&stream.state);
+        if events.is_empty() {
+            return Ok((stream.position(), reply));
+        }
+        let framed: Vec<(u64, Frame)> = events
+            .iter()
+            .enumerate()
+            .map(|(i, event)| {
+                let seq = stream.head + 1 + i as u64;
+                (seq, event_frame(&stream.epoch, seq, event))
+            })
+            .collect();
+        let rows: Vec<(u64, String)> = framed.iter().map(|(seq, frame)| (*seq, frame.to_string())).collect();
         // Written before it is applied or sent: nobody sees an event that a crash could lose.
-        self.storage.append_event(room.as_str(), seq, &frame)?;
-        Ok(self.publish(&mut stream, seq, frame, &event))
+        self.storage.append_events(room.as_str(), &rows, forget_photo.as_deref())?;
+        for ((seq, frame), event) in framed.into_iter().zip(&events) {
+            self.publish(&mut stream, seq, frame, event);
+        }
+        Ok((stream.position(), reply))
     }
 
     /// Records a newly uploaded photo and announces it, atomically; `None` if the room already
     /// had it (an upload retried by the client), in which case nothing is written or sent.
-    pub fn append_photo(&self, room: &RoomId, photo: &NewPhoto<'_>) -> Result<Option<(u32, StreamPosition)>, EventLogError> {
+    pub fn append_photo(
+        &self,
+        room: &RoomId,
+        photo: &NewPhoto<'_>,
+        max_photos: u64,
+    ) -> Result<Option<(u32, StreamPosition)>, EventLogError> {
         let stream = self.stream(room)?;
         let mut stream = lock(&stream);
         let seq = stream.head + 1;
@@ -220,6 +374,7 @@ impl EventLog {
         let stored = self.storage.insert_photo(
             room.as_str(),
             photo,
+            max_photos,
             seq,
             |position| event_frame(&epoch, seq, &event_for(position)).to_string(),
             now_unix(),
@@ -231,10 +386,9 @@ impl EventLog {
 
     /// Applies an event that is already durable and hands it to every subscriber.
     fn publish(&self, stream: &mut Stream, seq: u64, frame: Frame, event: &RoomEvent) -> StreamPosition {
-        let room = stream.room.clone();
         self.events_appended.fetch_add(1, Ordering::Relaxed);
         stream.head = seq;
-        stream.state.apply(event);
+        stream.state.apply(seq, event);
         stream.recent.push_back((seq, frame.clone()));
         if stream.recent.len() > RECENT_EVENTS {
             stream.recent.pop_front();
@@ -243,28 +397,45 @@ impl EventLog {
             && let Ok(body) = serde_json::to_string(&stream.state)
         {
             // A failed snapshot only costs a longer fold at the next start.
-            if let Err(err) = self.storage.save_snapshot(room.as_str(), seq, &body) {
-                tracing::warn!(room = %room, %err, "could not save a snapshot");
+            if let Err(err) = self.storage.save_snapshot(stream.room.as_str(), seq, &body) {
+                tracing::warn!(room = %stream.room, %err, "could not save a snapshot");
             }
         }
-        stream.subscribers.retain(|subscriber| match subscriber.queue.try_send(frame.clone()) {
-            Ok(()) => true,
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                subscriber.lagged.store(true, Ordering::Release);
-                self.clients_cut_off.fetch_add(1, Ordering::Relaxed);
-                false
-            }
-            Err(mpsc::error::TrySendError::Closed(_)) => false,
-        });
-        StreamPosition { epoch: stream.epoch.clone(), seq }
+        stream.deliver(&frame);
+        stream.position()
     }
 
-    /// Subscribes a client, resuming from `resume` when possible.
-    pub fn join(&self, room: &RoomId, resume: Option<&StreamPosition>) -> Result<Joined, EventLogError> {
+    /// Sends a transient message (progress, status) to the room's current members. Rooms not
+    /// loaded have no members, so nothing is loaded for it.
+    pub fn broadcast(&self, room: &RoomId, message: &ServerMessage) {
+        let stream = lock(&self.streams).get(room).cloned();
+        if let Some(stream) = stream {
+            let mut stream = lock(&stream);
+            if !stream.subscribers.is_empty() {
+                stream.deliver(&Frame::from(message.to_json()));
+            }
+        }
+    }
+
+    /// Sends a transient message to every member of every room.
+    pub fn broadcast_all(&self, message: &ServerMessage) {
+        let frame = Frame::from(message.to_json());
+        let streams: Vec<_> = lock(&self.streams).values().cloned().collect();
+        for stream in streams {
+            let mut stream = lock(&stream);
+            if !stream.subscribers.is_empty() {
+                stream.deliver(&frame);
+            }
+        }
+    }
+
+    /// Subscribes a client, resuming from `request.resume` when possible, and enters it into
+    /// the room's presence.
+    pub fn join(&self, room: &RoomId, request: JoinRequest<'_>) -> Result<Joined, EventLogError> {
         let stream_arc = self.stream(room)?;
         let mut stream = lock(&stream_arc);
-        let head = StreamPosition { epoch: stream.epoch.clone(), seq: stream.head };
-        let backlog = match resume {
+        let head = stream.position();
+        let backlog = match request.resume {
             Some(from) if from.epoch == stream.epoch && from.seq == stream.head => Backlog::UpToDate,
             Some(from) if from.epoch == stream.epoch && from.seq < stream.head => {
                 match self.missed(&stream, from.seq)? {
@@ -275,12 +446,28 @@ impl EventLog {
             Some(_) => snapshot(&stream, true),
             None => snapshot(&stream, false),
         };
+        if let Some(diff) = stream.presence.connect(request.connection, request.user, request.name, request.colour) {
+            stream.deliver(&Frame::from(diff.to_json()));
+        }
+        let presence = Frame::from(ServerMessage::Presence { members: stream.presence.members() }.to_json());
         let (tx, rx) = mpsc::channel(self.client_queue);
         let id = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
-        let lagged = Arc::new(AtomicBool::new(false));
-        stream.subscribers.push(Subscriber { id, queue: tx, lagged: lagged.clone() });
+        let ended = Arc::new(AtomicU8::new(EndReason::Open as u8));
+        stream.subscribers.push(Subscriber { id, queue: tx, ended: ended.clone() });
         drop(stream);
-        Ok(Joined { head, backlog, queue: rx, membership: Membership { stream: stream_arc, id, lagged } })
+        Ok(Joined {
+            head,
+            backlog,
+            presence,
+            queue: rx,
+            membership: Membership {
+                stream: stream_arc,
+                id,
+                connection: request.connection,
+                ended,
+                grace: self.presence_grace,
+            },
+        })
     }
 
     /// Events after `after` up to the head, from memory or storage; `None` if any are gone.
@@ -303,16 +490,35 @@ impl EventLog {
     pub fn status(&self, room: &RoomId) -> Result<(StreamPosition, RoomSnapshot), EventLogError> {
         let stream = self.stream(room)?;
         let stream = lock(&stream);
-        Ok((StreamPosition { epoch: stream.epoch.clone(), seq: stream.head }, stream.state.clone()))
+        Ok((stream.position(), stream.state.clone()))
+    }
+
+    /// Open connections to a room (0 when it is not loaded).
+    pub fn connections(&self, room: &RoomId) -> usize {
+        let stream = lock(&self.streams).get(room).cloned();
+        stream.map(|s| lock(&s).subscribers.len()).unwrap_or(0)
+    }
+
+    /// Rooms loaded in memory with nobody connected.
+    pub fn unwatched_rooms(&self) -> Vec<RoomId> {
+        let streams: Vec<_> = lock(&self.streams).iter().map(|(id, s)| (id.clone(), s.clone())).collect();
+        streams.into_iter().filter(|(_, s)| lock(s).subscribers.is_empty()).map(|(id, _)| id).collect()
+    }
+
+    /// Drops the room from memory and disconnects its members (after a deletion or archiving).
+    pub fn unload(&self, room: &RoomId) {
+        let stream = lock(&self.streams).remove(room);
+        if let Some(stream) = stream {
+            let mut stream = lock(&stream);
+            for subscriber in stream.subscribers.drain(..) {
+                subscriber.ended.store(EndReason::RoomClosed as u8, Ordering::Release);
+            }
+        }
     }
 }
 
 fn snapshot(stream: &Stream, reset: bool) -> Backlog {
-    let message = ServerMessage::Snapshot {
-        position: StreamPosition { epoch: stream.epoch.clone(), seq: stream.head },
-        reset,
-        room: stream.state.clone(),
-    };
+    let message = ServerMessage::Snapshot { position: stream.position(), reset, room: stream.state.clone() };
     Backlog::Snapshot { reset, frame: message.to_json().into() }
 }
 
@@ -336,14 +542,21 @@ mod tests {
     }
 
     fn log(dir: &std::path::Path, queue: usize) -> EventLog {
-        EventLog::with_client_queue(Arc::new(Storage::open(dir).expect("storage")), queue)
+        let log = EventLog::with_options(Arc::new(Storage::open(dir).expect("storage")), queue, Duration::ZERO);
+        let new = NewRoom { id: "auditorio", name: "Auditorio", public: true, owner_hash: "o", join_hash: "j" };
+        log.create_room(&new).expect("create");
+        log
+    }
+
+    fn request(resume: Option<&StreamPosition>) -> JoinRequest<'_> {
+        JoinRequest { resume, connection: 1, user: "u", name: "Ana", colour: "#123456" }
     }
 
     #[test]
     fn live_events_arrive_in_order_with_consecutive_seqs() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = log(dir.path(), 64);
-        let mut joined = log.join(&room(), None).expect("join");
+        let mut joined = log.join(&room(), request(None)).expect("join");
         assert!(matches!(joined.backlog, Backlog::Snapshot { reset: false, .. }));
         for i in 1..=10 {
             assert_eq!(log.append(&room(), note(i)).expect("append").seq, i);
@@ -362,18 +575,18 @@ mod tests {
         let (head, _) = log.status(&room()).expect("status");
         // From memory: the last 5.
         let from = StreamPosition { epoch: head.epoch.clone(), seq: head.seq - 5 };
-        let Backlog::Events(events) = log.join(&room(), Some(&from)).expect("join").backlog else {
+        let Backlog::Events(events) = log.join(&room(), request(Some(&from))).expect("join").backlog else {
             panic!("expected events")
         };
         assert_eq!(events.iter().map(seq_of).collect::<Vec<_>>(), (head.seq - 4..=head.seq).collect::<Vec<_>>());
         // From disk: older than the in-memory window.
         let from = StreamPosition { epoch: head.epoch.clone(), seq: 3 };
-        let Backlog::Events(events) = log.join(&room(), Some(&from)).expect("join").backlog else {
+        let Backlog::Events(events) = log.join(&room(), request(Some(&from))).expect("join").backlog else {
             panic!("expected events")
         };
         assert_eq!(events.iter().map(seq_of).collect::<Vec<_>>(), (4..=head.seq).collect::<Vec<_>>());
         // Up to date.
-        assert!(matches!(log.join(&room(), Some(&head)).expect("join").backlog, Backlog::UpToDate));
+        assert!(matches!(log.join(&room(), request(Some(&head))).expect("join").backlog, Backlog::UpToDate));
     }
 
     #[test]
@@ -385,7 +598,7 @@ mod tests {
             StreamPosition { epoch: "other".into(), seq: 1 },
             StreamPosition { epoch: head.epoch.clone(), seq: 99 },
         ] {
-            assert!(matches!(log.join(&room(), Some(&bad)).expect("join").backlog, Backlog::Snapshot { reset: true, .. }));
+            assert!(matches!(log.join(&room(), request(Some(&bad))).expect("join").backlog, Backlog::Snapshot { reset: true, .. }));
         }
     }
 
@@ -393,8 +606,8 @@ mod tests {
     fn a_client_that_does_not_read_is_cut_off_and_the_room_goes_on() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = log(dir.path(), 4);
-        let slow = log.join(&room(), None).expect("slow");
-        let mut fast = log.join(&room(), None).expect("fast");
+        let slow = log.join(&room(), request(None)).expect("slow");
+        let mut fast = log.join(&room(), request(None)).expect("fast");
         for i in 1..=10 {
             log.append(&room(), note(i)).expect("append never blocks");
             assert_eq!(seq_of(&fast.queue.try_recv().expect("fast keeps up")), i);
@@ -432,7 +645,7 @@ mod tests {
     fn dropping_a_membership_unsubscribes() {
         let dir = tempfile::tempdir().expect("tempdir");
         let log = log(dir.path(), 4);
-        let joined = log.join(&room(), None).expect("join");
+        let joined = log.join(&room(), request(None)).expect("join");
         drop(joined);
         // With nobody subscribed, a tiny queue can never be "too slow".
         for i in 1..=20 {

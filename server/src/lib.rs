@@ -7,16 +7,23 @@
 pub mod config;
 pub mod event_log;
 pub mod health;
+pub mod limits;
 pub mod metrics;
+pub mod pipeline;
+pub mod presence;
+pub mod room;
 pub mod session;
+pub mod settings;
+pub mod shards;
 pub mod state;
 pub mod storage;
+pub mod system;
 pub mod upload;
 
 use app::{App, shell};
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{get, put};
+use axum::routing::{get, post, put};
 use config::Config;
 use leptos::prelude::LeptosOptions;
 use leptos_axum::{LeptosRoutes, generate_route_list};
@@ -38,6 +45,8 @@ pub enum ServerError {
     Serve(std::io::Error),
     #[error(transparent)]
     Storage(#[from] storage::StorageError),
+    #[error(transparent)]
+    Rooms(#[from] event_log::EventLogError),
 }
 
 /// The options leptos_axum needs, taken from our own flags rather than from the LEPTOS_* env
@@ -58,10 +67,15 @@ pub fn router(state: AppState) -> Router {
         .route("/health", get(health::health))
         .route("/metrics", get(metrics::metrics))
         .route("/ws/rooms/{room}", get(session::upgrade))
+        .route("/api/rooms", post(room::create).get(room::list))
+        .route("/api/rooms/{room}", get(room::status).delete(room::delete))
         .route(
             "/api/rooms/{room}/photos/{photo}",
             put(upload::put_photo).layer(DefaultBodyLimit::max(state.inner.max_upload_bytes)),
         )
+        .route("/api/rooms/{room}/shards/{hash}", get(shards::get_shard))
+        .route("/api/rooms/{room}/model.ply", get(shards::model_ply))
+        .route("/api/rooms/{room}/cameras.json", get(shards::cameras_json))
         .leptos_routes(&state, routes, move || shell(leptos.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
         .layer(TraceLayer::new_for_http())
@@ -74,6 +88,7 @@ pub struct Bound {
     listener: TcpListener,
     state: AppState,
     stop: watch::Sender<bool>,
+    archive_after: std::time::Duration,
 }
 
 impl Bound {
@@ -85,28 +100,48 @@ impl Bound {
             .map_err(|source| ServerError::Bind { addr: config.bind, source })?;
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
         let storage = Arc::new(storage::Storage::open(&config.data_dir)?);
-        let events = Arc::new(event_log::EventLog::new(storage));
+        let grace = Config::seconds(config.presence_grace_seconds, 5.0);
+        let events = Arc::new(event_log::EventLog::with_options(storage, event_log::DEFAULT_CLIENT_QUEUE, grace));
+        let pipeline = pipeline::Pipeline::start(events.clone(), &config.data_dir, config.workers());
+        let recovering = pipeline.clone();
+        let queued = tokio::task::spawn_blocking(move || recovering.recover())
+            .await
+            .map_err(|err| ServerError::Serve(std::io::Error::other(err)))??;
+        if queued > 0 {
+            tracing::info!(queued, "photos acknowledged before the restart are queued again");
+        }
         let (stop, stopping) = watch::channel(false);
-        let state = AppState::new(leptos_options(config, addr), config, events, stopping);
-        Ok(Self { listener, state, stop })
+        let state = AppState::new(leptos_options(config, addr), config, events, pipeline, stopping);
+        let archive_after = Config::seconds(config.archive_after_days * 86_400.0, 30.0 * 86_400.0);
+        Ok(Self { listener, state, stop, archive_after })
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr, ServerError> {
         self.listener.local_addr().map_err(ServerError::Serve)
     }
 
-    /// Serves until `shutdown` resolves, then tells every session to close and waits for them.
+    pub fn state(&self) -> &AppState {
+        &self.state
+    }
+
+    /// Serves until `shutdown` resolves, then tells every session to close, stops the
+    /// reconstruction workers and waits for both.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let Self { listener, state, stop } = self;
+        let Self { listener, state, stop, archive_after } = self;
+        let background = system::spawn_background(state.clone(), archive_after);
+        let pipeline = state.inner.pipeline.clone();
         let app = router(state);
-        axum::serve(listener, app)
+        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 tracing::info!("shutting down: closing sessions");
                 let _ = stop.send(true);
             })
             .await
-            .map_err(ServerError::Serve)
+            .map_err(ServerError::Serve);
+        background.abort();
+        let _ = tokio::task::spawn_blocking(move || pipeline.shutdown()).await;
+        served
     }
 }
 

@@ -1,19 +1,26 @@
-//! One WebSocket connection to a room: the `hello` handshake, then the message loop.
+//! One WebSocket connection to a room: access check, the `hello` handshake, then the message
+//! loop with heartbeats.
 //!
-//! A bad frame earns an `error` message and the session continues; only a failed handshake,
-//! an oversized frame (refused by the transport) or server shutdown closes it.
+//! A bad frame earns an `error` message and the session continues; only a failed handshake, a
+//! frame over the transport limit, a silent peer, falling behind, the room closing or server
+//! shutdown close it, each with its documented close code.
 
-use crate::event_log::{Backlog, Joined};
+use crate::event_log::{Backlog, EndReason, JoinRequest, Joined, Membership};
+use crate::pipeline::CommandError;
+use crate::room::{Access, ApiError, TokenQuery, authorize};
 use crate::state::AppState;
+use crate::upload::{UploadError, ingest};
 use app::protocol::{
-    ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RoomEvent, RoomId, ServerMessage,
-    StreamPosition, close_code,
+    ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RoomEvent, RoomId, ServerMessage, StreamPosition,
+    close_code,
 };
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
-use std::time::Duration;
+use base64::Engine;
+use std::net::{IpAddr, SocketAddr};
+use std::time::{Duration, Instant};
 use tracing::{Instrument, debug, error, info, info_span, warn};
 
 /// How long a client may stay silent after connecting before it must have said `hello`.
@@ -22,30 +29,39 @@ const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
 const SEND_TIMEOUT: Duration = Duration::from_secs(10);
 const MAX_NOTE_CHARS: usize = 1000;
 const MAX_NAME_CHARS: usize = 40;
+const MAX_USER_CHARS: usize = 64;
+/// Heartbeat intervals a peer may stay silent before it is dropped.
+const MISSED_HEARTBEATS: u32 = 3;
 
 pub async fn upgrade(
     Path(raw_room): Path<String>,
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Query(query): Query<TokenQuery>,
+    headers: HeaderMap,
     ws: WebSocketUpgrade,
 ) -> Response {
-    let room = match RoomId::parse(&raw_room) {
-        Ok(room) => room,
-        Err(err) => {
-            return (StatusCode::BAD_REQUEST, axum::Json(serde_json::json!({
-                "error": "bad_room_id",
-                "message": err.to_string(),
-            })))
-                .into_response();
-        }
+    // Refused before the upgrade, with an HTTP status a script or browser can read.
+    let room = match authorize(&state, &raw_room, &headers, &query, Access::Member).await {
+        Ok((room, _)) => room,
+        Err(err) => return err.into_response(),
     };
+    let limit = state.inner.limits.max_clients_per_room;
+    if state.inner.events.connections(&room) >= limit {
+        return ApiError::Limit("room_full", format!("this room already has its maximum of {limit} connections"))
+            .into_response();
+    }
     let connection_id = state.next_connection_id();
     let span = info_span!("session", room = %room, connection = connection_id);
-    ws.max_message_size(MAX_MESSAGE_BYTES)
-        .max_frame_size(MAX_MESSAGE_BYTES)
-        .on_upgrade(move |socket| run(socket, state, room, connection_id).instrument(span))
+    // Big enough for an `upload_image` of the largest photo in base64; other messages are held
+    // to MAX_MESSAGE_BYTES after parsing.
+    let transport_limit = (state.inner.max_upload_bytes / 3 * 4 + 4096).max(MAX_MESSAGE_BYTES);
+    ws.max_message_size(transport_limit)
+        .max_frame_size(transport_limit)
+        .on_upgrade(move |socket| run(socket, state, room, connection_id, peer.ip()).instrument(span))
 }
 
-async fn run(mut socket: WebSocket, state: AppState, room: RoomId, connection_id: u64) {
+async fn run(mut socket: WebSocket, state: AppState, room: RoomId, connection_id: u64, peer: IpAddr) {
     let _open = state.track_connection();
     let stopping = stopping(state.inner.shutdown.clone());
     tokio::pin!(stopping);
@@ -63,14 +79,26 @@ async fn run(mut socket: WebSocket, state: AppState, room: RoomId, connection_id
             return;
         }
     };
+    let user = hello.user.clone().unwrap_or_else(|| format!("connection-{connection_id}"));
+    let name = hello.name.clone().unwrap_or_else(|| "Someone".to_owned());
+    let colour = hello.colour.clone().unwrap_or_else(|| colour_for(&user));
     let events = state.inner.events.clone();
     let joined = {
-        let room = room.clone();
-        let resume = hello.resume.clone();
-        tokio::task::spawn_blocking(move || events.join(&room, resume.as_ref())).await
+        let (room, resume, user, name, colour) = (room.clone(), hello.resume.clone(), user.clone(), name.clone(), colour.clone());
+        tokio::task::spawn_blocking(move || {
+            events.join(
+                &room,
+                JoinRequest { resume: resume.as_ref(), connection: connection_id, user: &user, name: &name, colour: &colour },
+            )
+        })
+        .await
     };
     let joined = match joined {
         Ok(Ok(joined)) => joined,
+        Ok(Err(crate::event_log::EventLogError::NoSuchRoom(_))) => {
+            close(&mut socket, close_code::ROOM_NOT_FOUND, "this room does not exist").await;
+            return;
+        }
         Ok(Err(err)) => {
             error!(%err, "cannot open the room stream");
             close(&mut socket, close_code::INTERNAL_ERROR, "the room is unavailable, try again").await;
@@ -82,7 +110,7 @@ async fn run(mut socket: WebSocket, state: AppState, room: RoomId, connection_id
             return;
         }
     };
-    let Joined { head, backlog, mut queue, membership } = joined;
+    let Joined { head, backlog, presence, mut queue, membership } = joined;
     let welcome = ServerMessage::Welcome {
         version: PROTOCOL_VERSION,
         room: room.clone(),
@@ -93,28 +121,34 @@ async fn run(mut socket: WebSocket, state: AppState, room: RoomId, connection_id
     if send(&mut socket, &welcome.to_json()).await.is_err() {
         return;
     }
-    let backlog = match backlog {
+    let mut first = match backlog {
         Backlog::UpToDate => Vec::new(),
         Backlog::Events(frames) => frames,
         Backlog::Snapshot { frame, .. } => vec![frame],
     };
-    for frame in backlog {
+    first.push(presence);
+    for frame in first {
         if send(&mut socket, &frame).await.is_err() {
             return;
         }
     }
-    let author = hello.name;
+    let session = Session { state: state.clone(), room: room.clone(), author: name, peer, membership };
 
+    let heartbeat = state.inner.heartbeat;
+    let mut ticker = tokio::time::interval(heartbeat);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_heard = Instant::now();
     loop {
         tokio::select! {
             frame = socket.recv() => {
                 let Some(Ok(frame)) = frame else { break };
+                last_heard = Instant::now();
                 let reply = match frame {
-                    Message::Text(text) => answer(&state, &room, author.as_deref(), &text).await,
+                    Message::Text(text) => session.answer(&text).await,
                     Message::Binary(_) => Some(error(ErrorCode::UnexpectedBinary,
                         "binary frames are not part of the protocol; upload photos over HTTP")),
                     Message::Close(_) => break,
-                    // The transport answers pings itself.
+                    // The transport answers pings itself; a pong only proves the peer is alive.
                     Message::Ping(_) | Message::Pong(_) => None,
                 };
                 if let Some(reply) = reply
@@ -131,12 +165,28 @@ async fn run(mut socket: WebSocket, state: AppState, room: RoomId, connection_id
                         }
                     }
                     None => {
-                        if membership.was_too_slow() {
-                            warn!("client too slow, disconnecting");
-                            close(&mut socket, close_code::TOO_SLOW, "too slow to keep up; resume from your last seq").await;
+                        match session.membership.end_reason() {
+                            EndReason::TooSlow => {
+                                warn!("client too slow, disconnecting");
+                                close(&mut socket, close_code::TOO_SLOW, "too slow to keep up; resume from your last seq").await;
+                            }
+                            EndReason::RoomClosed => {
+                                close(&mut socket, close_code::ROOM_NOT_FOUND, "the room was closed").await;
+                            }
+                            EndReason::Open => {}
                         }
                         break;
                     }
+                }
+            }
+            _ = ticker.tick() => {
+                if last_heard.elapsed() > heartbeat * MISSED_HEARTBEATS {
+                    info!("peer silent, dropping the connection");
+                    break;
+                }
+                let ping = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Ping(Vec::new().into())));
+                if !matches!(ping.await, Ok(Ok(()))) {
+                    break;
                 }
             }
             () = &mut stopping => {
@@ -163,6 +213,8 @@ struct Refusal {
 struct Hello {
     name: Option<String>,
     resume: Option<StreamPosition>,
+    user: Option<String>,
+    colour: Option<String>,
 }
 
 /// Waits for the first text frame, which must be a `hello` in a version we speak.
@@ -180,50 +232,164 @@ async fn handshake(socket: &mut WebSocket) -> Result<Hello, Refusal> {
             continue;
         };
         return match serde_json::from_str::<ClientMessage>(&text) {
-            Ok(ClientMessage::Hello { version, name, resume }) if version == PROTOCOL_VERSION => {
-                Ok(Hello { name: name.map(|n| clean_name(&n)).filter(|n| !n.is_empty()), resume })
-            }
+            Ok(ClientMessage::Hello { version, name, resume, user, colour }) if version == PROTOCOL_VERSION => Ok(Hello {
+                name: name.map(|n| clean_text(&n, MAX_NAME_CHARS)).filter(|n| !n.is_empty()),
+                resume,
+                user: user.filter(|u| valid_user(u)),
+                colour: colour.filter(|c| valid_colour(c)),
+            }),
             Ok(ClientMessage::Hello { .. }) => Err(mismatch("unsupported protocol version")),
             Ok(_) | Err(_) => Err(mismatch("the first message must be hello")),
         };
     }
 }
 
-/// The reply to one text frame after the handshake, if it needs one.
-async fn answer(state: &AppState, room: &RoomId, author: Option<&str>, text: &str) -> Option<ServerMessage> {
-    match serde_json::from_str::<ClientMessage>(text) {
-        Ok(ClientMessage::Ping { nonce }) => Some(ServerMessage::Pong { nonce }),
-        Ok(ClientMessage::Hello { .. }) => {
-            Some(error(ErrorCode::OutOfOrder, "hello was already received on this connection"))
-        }
-        Ok(ClientMessage::Note { text }) => {
-            let text = text.trim();
-            if text.is_empty() || text.chars().count() > MAX_NOTE_CHARS {
-                return Some(error(ErrorCode::BadMessage, &format!("a note has 1 to {MAX_NOTE_CHARS} characters")));
+/// A joined connection: what its messages act on.
+struct Session {
+    state: AppState,
+    room: RoomId,
+    author: String,
+    peer: IpAddr,
+    membership: Membership,
+}
+
+impl Session {
+    /// The reply to one text frame after the handshake, if it needs one.
+    async fn answer(&self, text: &str) -> Option<ServerMessage> {
+        let message = match serde_json::from_str::<ClientMessage>(text) {
+            Ok(message) => message,
+            Err(_) if text.len() > MAX_MESSAGE_BYTES => {
+                return Some(error(ErrorCode::TooLarge, &format!("messages are limited to {MAX_MESSAGE_BYTES} bytes")));
             }
-            let event = RoomEvent::Note { by: author.unwrap_or("someone").to_owned(), text: text.to_owned() };
-            let events = state.inner.events.clone();
-            let room = room.clone();
-            // The event reaches this client through its own queue, like everyone else's copy.
-            match tokio::task::spawn_blocking(move || events.append(&room, event)).await {
-                Ok(Ok(_)) => None,
-                Ok(Err(err)) => {
-                    error!(%err, "cannot append a note");
-                    Some(error(ErrorCode::Unavailable, "the note was not saved; try again"))
+            Err(err) => {
+                debug!(%err, "bad message");
+                return Some(error(ErrorCode::BadMessage, &format!("not a valid message: {err}")));
+            }
+        };
+        if text.len() > MAX_MESSAGE_BYTES && !matches!(message, ClientMessage::UploadImage { .. }) {
+            return Some(error(ErrorCode::TooLarge, &format!("messages are limited to {MAX_MESSAGE_BYTES} bytes")));
+        }
+        if !matches!(message, ClientMessage::Ping { .. })
+            && let Err(wait) = self.state.inner.message_rate.check(self.peer)
+        {
+            return Some(error(
+                ErrorCode::RateLimited,
+                &format!("too many messages; wait {} ms", wait.as_millis().max(1)),
+            ));
+        }
+        match message {
+            ClientMessage::Ping { nonce } => Some(ServerMessage::Pong { nonce }),
+            ClientMessage::Hello { .. } => Some(error(ErrorCode::OutOfOrder, "hello was already received on this connection")),
+            ClientMessage::Note { text } => {
+                let text = text.trim();
+                if text.is_empty() || text.chars().count() > MAX_NOTE_CHARS {
+                    return Some(error(ErrorCode::BadMessage, &format!("a note has 1 to {MAX_NOTE_CHARS} characters")));
                 }
-                Err(_) => Some(error(ErrorCode::Unavailable, "the note was not saved; try again")),
+                let event = RoomEvent::Note { by: self.author.clone(), text: clean_text(text, MAX_NOTE_CHARS) };
+                let events = self.state.inner.events.clone();
+                let room = self.room.clone();
+                // The event reaches this client through its own queue, like everyone else's copy.
+                match tokio::task::spawn_blocking(move || events.append(&room, event)).await {
+                    Ok(Ok(_)) => None,
+                    _ => Some(error(ErrorCode::Unavailable, "the note was not saved; try again")),
+                }
             }
+            ClientMessage::CancelPhoto { photo } => self.command(photo, Command::Cancel).await,
+            ClientMessage::RetryPhoto { photo } => self.command(photo, Command::Retry).await,
+            ClientMessage::RemovePhoto { photo } => self.command(photo, Command::Remove).await,
+            ClientMessage::UpdateSetting { setting, base_revision } => {
+                if let Err(message) = setting.validate() {
+                    return Some(error(ErrorCode::InvalidSetting, &message));
+                }
+                let events = self.state.inner.events.clone();
+                let (room, by) = (self.room.clone(), self.author.clone());
+                let applied = tokio::task::spawn_blocking(move || crate::settings::update(&events, &room, setting, base_revision, &by)).await;
+                match applied {
+                    Ok(Ok(None)) => None,
+                    Ok(Ok(Some(conflict))) => Some(conflict),
+                    _ => Some(error(ErrorCode::Unavailable, "the setting was not saved; try again")),
+                }
+            }
+            ClientMessage::Uploading { files } => {
+                self.membership.set_uploading(files.min(10_000));
+                None
+            }
+            ClientMessage::UploadImage { name, data, photo } => Some(self.upload_image(name, data, photo).await),
         }
-        Err(err) => {
-            debug!(%err, "bad message");
-            Some(error(ErrorCode::BadMessage, &format!("not a valid message: {err}")))
+    }
+
+    async fn command(&self, photo: String, command: Command) -> Option<ServerMessage> {
+        let pipeline = self.state.inner.pipeline.clone();
+        let (room, by) = (self.room.clone(), self.author.clone());
+        let done = tokio::task::spawn_blocking(move || match command {
+            Command::Cancel => pipeline.cancel(&room, &photo, &by),
+            Command::Retry => pipeline.retry(&room, &photo, &by),
+            Command::Remove => pipeline.remove(&room, &photo, &by),
+        })
+        .await;
+        match done {
+            Ok(Ok(())) => None,
+            Ok(Err(err @ CommandError::NotFound(_))) => Some(error(ErrorCode::NotFound, &err.to_string())),
+            Ok(Err(err @ CommandError::InvalidState(_))) => Some(error(ErrorCode::InvalidState, &err.to_string())),
+            Ok(Err(err)) => {
+                error!(%err, "photo command failed");
+                Some(error(ErrorCode::Unavailable, "that could not be done right now; try again"))
+            }
+            Err(_) => Some(error(ErrorCode::Unavailable, "that could not be done right now; try again")),
+        }
+    }
+
+    async fn upload_image(&self, name: String, data: String, photo: Option<String>) -> ServerMessage {
+        if let Err(wait) = self.state.inner.upload_rate.check(self.peer) {
+            return error(ErrorCode::RateLimited, &format!("too many uploads; wait {} ms", wait.as_millis().max(1)));
+        }
+        let engine = base64::engine::general_purpose::STANDARD;
+        let bytes = match engine.decode(data.trim()) {
+            Ok(bytes) => bytes,
+            Err(err) => return error(ErrorCode::UploadRejected, &format!("data is not valid base64: {err}")),
+        };
+        if bytes.len() > self.state.inner.max_upload_bytes {
+            let limit = self.state.inner.max_upload_bytes;
+            return error(ErrorCode::UploadRejected, &UploadError::TooLarge { limit }.to_string());
+        }
+        let name = Some(clean_text(&name, 200)).filter(|n| !n.is_empty());
+        match ingest(&self.state, &self.room, photo, name, self.author.clone(), bytes.into()).await {
+            Ok(uploaded) => ServerMessage::Uploaded { photo: uploaded.photo, duplicate: uploaded.duplicate },
+            Err(UploadError::PhotoLimit(max)) => {
+                error(ErrorCode::LimitReached, &format!("the room already has its maximum of {max} photos"))
+            }
+            Err(err) => error(ErrorCode::UploadRejected, &err.to_string()),
         }
     }
 }
 
-/// Names are shown to others: keep them short and free of control characters.
-fn clean_name(raw: &str) -> String {
-    raw.chars().filter(|c| !c.is_control()).take(MAX_NAME_CHARS).collect::<String>().trim().to_owned()
+#[derive(Clone, Copy)]
+enum Command {
+    Cancel,
+    Retry,
+    Remove,
+}
+
+/// Text shown to others: bounded and free of control characters.
+fn clean_text(raw: &str, max_chars: usize) -> String {
+    raw.chars().filter(|c| !c.is_control()).take(max_chars).collect::<String>().trim().to_owned()
+}
+
+fn valid_user(user: &str) -> bool {
+    !user.is_empty()
+        && user.len() <= MAX_USER_CHARS
+        && user.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
+fn valid_colour(colour: &str) -> bool {
+    colour.len() == 7 && colour.starts_with('#') && colour[1..].bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// A stable colour for someone who did not choose one.
+fn colour_for(user: &str) -> String {
+    const PALETTE: [&str; 8] = ["#e6194b", "#3cb44b", "#4363d8", "#f58231", "#911eb4", "#008080", "#9a6324", "#800000"];
+    let index = user.bytes().fold(0usize, |h, b| h.wrapping_mul(31).wrapping_add(usize::from(b)));
+    PALETTE[index % PALETTE.len()].to_owned()
 }
 
 fn error(code: ErrorCode, message: &str) -> ServerMessage {
@@ -243,4 +409,19 @@ async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
     let frame = CloseFrame { code, reason: reason.into() };
     // The peer may already be gone; nothing useful to do about it.
     let _ = socket.send(Message::Close(Some(frame))).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn hello_fields_are_checked() {
+        assert!(valid_user("u-1_A"));
+        assert!(!valid_user("a b") && !valid_user("") && !valid_user(&"a".repeat(65)));
+        assert!(valid_colour("#a0B1c2"));
+        assert!(!valid_colour("red") && !valid_colour("#12345g"));
+        assert!(valid_colour(&colour_for("anyone")));
+        assert_eq!(clean_text(" a\u{7}b ", 10), "ab");
+    }
 }

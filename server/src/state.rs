@@ -2,6 +2,8 @@
 
 use crate::config::Config;
 use crate::event_log::EventLog;
+use crate::limits::{Limits, RateLimiter};
+use crate::pipeline::Pipeline;
 use std::path::PathBuf;
 use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
@@ -19,6 +21,11 @@ pub struct AppState {
 pub struct Shared {
     pub started: Instant,
     pub events: Arc<EventLog>,
+    pub pipeline: Pipeline,
+    pub limits: Limits,
+    pub upload_rate: RateLimiter,
+    pub message_rate: RateLimiter,
+    pub heartbeat: std::time::Duration,
     pub data_dir: PathBuf,
     pub max_upload_bytes: usize,
     pub uploads_accepted: AtomicU64,
@@ -32,12 +39,28 @@ pub struct Shared {
 }
 
 impl AppState {
-    pub fn new(leptos: LeptosOptions, config: &Config, events: Arc<EventLog>, shutdown: watch::Receiver<bool>) -> Self {
+    pub fn new(
+        leptos: LeptosOptions,
+        config: &Config,
+        events: Arc<EventLog>,
+        pipeline: Pipeline,
+        shutdown: watch::Receiver<bool>,
+    ) -> Self {
+        let burst = |rate: f64| (rate * 10.0).clamp(1.0, 1e6) as u32;
         Self {
             leptos,
             inner: Arc::new(Shared {
                 started: Instant::now(),
                 events,
+                pipeline,
+                limits: Limits {
+                    max_rooms: config.max_rooms,
+                    max_photos_per_room: config.max_photos_per_room,
+                    max_clients_per_room: config.max_clients_per_room,
+                },
+                upload_rate: RateLimiter::new(config.uploads_per_second, burst(config.uploads_per_second)),
+                message_rate: RateLimiter::new(config.messages_per_second, burst(config.messages_per_second)),
+                heartbeat: Config::seconds(config.heartbeat_seconds, 15.0).max(std::time::Duration::from_millis(100)),
                 data_dir: config.data_dir.clone(),
                 max_upload_bytes: config.max_upload_bytes,
                 uploads_accepted: AtomicU64::new(0),

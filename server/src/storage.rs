@@ -17,10 +17,39 @@ pub enum StorageError {
     Sql(#[from] rusqlite::Error),
     #[error("the database was written by a newer Vestige (schema {found}, this build knows {known})")]
     NewerSchema { found: i64, known: i64 },
+    #[error("room {0} does not exist")]
+    NoSuchRoom(String),
+    #[error("the room already has the maximum of {0} photos")]
+    PhotoLimit(u64),
+}
+
+/// A room's row: who may enter and whether it is archived.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoomRow {
+    pub id: String,
+    pub name: String,
+    /// Public rooms need no token; private ones (the default) need the owner or join token.
+    pub public: bool,
+    /// SHA-256 (hex) of the owner token; `None` for rooms made before tokens existed.
+    pub owner_hash: Option<String>,
+    pub join_hash: Option<String>,
+    pub created_at: i64,
+    pub last_active: i64,
+    pub archived_at: Option<i64>,
+}
+
+/// A room about to be created.
+#[derive(Debug, Clone)]
+pub struct NewRoom<'a> {
+    pub id: &'a str,
+    pub name: &'a str,
+    pub public: bool,
+    pub owner_hash: &'a str,
+    pub join_hash: &'a str,
 }
 
 /// Bumped with every schema change; `migrate` brings older databases forward.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 
 pub struct Storage {
     conn: Mutex<Connection>,
@@ -67,14 +96,63 @@ impl Storage {
         self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// The room's stream, creating the room with `new_epoch` when it does not exist yet.
-    pub fn open_stream(&self, room: &str, new_epoch: &str, now_unix: i64) -> Result<StoredStream, StorageError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT OR IGNORE INTO rooms (id, epoch, created_at) VALUES (?1, ?2, ?3)",
-            params![room, new_epoch, now_unix],
+    /// Creates a room with its first epoch. `Ok(false)` (and nothing written) when the id is
+    /// taken.
+    pub fn create_room(&self, room: &NewRoom<'_>, epoch: &str, now_unix: i64) -> Result<bool, StorageError> {
+        let created = self.conn().execute(
+            "INSERT OR IGNORE INTO rooms (id, epoch, created_at, name, visibility, owner_hash, join_hash, last_active)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?3)",
+            params![
+                room.id,
+                epoch,
+                now_unix,
+                room.name,
+                if room.public { "public" } else { "private" },
+                room.owner_hash,
+                room.join_hash
+            ],
         )?;
-        let epoch: String = conn.query_row("SELECT epoch FROM rooms WHERE id = ?1", [room], |row| row.get(0))?;
+        Ok(created == 1)
+    }
+
+    pub fn room(&self, id: &str) -> Result<Option<RoomRow>, StorageError> {
+        Ok(self
+            .conn()
+            .query_row(&format!("{ROOM_COLUMNS} WHERE id = ?1"), [id], room_row)
+            .optional()?)
+    }
+
+    /// Every room, oldest first.
+    pub fn rooms(&self) -> Result<Vec<RoomRow>, StorageError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("{ROOM_COLUMNS} ORDER BY created_at, id"))?;
+        let rows = stmt.query_map([], room_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    pub fn room_count(&self) -> Result<u64, StorageError> {
+        let n: i64 = self.conn().query_row("SELECT COUNT(*) FROM rooms", [], |row| row.get(0))?;
+        Ok(n as u64)
+    }
+
+    /// Marks a room archived (`Some(time)`) or active again (`None`).
+    pub fn set_archived(&self, id: &str, at: Option<i64>) -> Result<(), StorageError> {
+        self.conn().execute("UPDATE rooms SET archived_at = ?2 WHERE id = ?1", params![id, at])?;
+        Ok(())
+    }
+
+    /// Deletes a room with its events, snapshots and photo records.
+    pub fn delete_room(&self, id: &str) -> Result<bool, StorageError> {
+        Ok(self.conn().execute("DELETE FROM rooms WHERE id = ?1", [id])? == 1)
+    }
+
+    /// The room's stream. The room must exist.
+    pub fn open_stream(&self, room: &str) -> Result<StoredStream, StorageError> {
+        let conn = self.conn();
+        let epoch: String = conn
+            .query_row("SELECT epoch FROM rooms WHERE id = ?1", [room], |row| row.get(0))
+            .optional()?
+            .ok_or_else(|| StorageError::NoSuchRoom(room.to_owned()))?;
         let head: u64 = conn.query_row(
             "SELECT COALESCE(MAX(seq), 0) FROM events WHERE room = ?1",
             [room],
@@ -90,8 +168,31 @@ impl Storage {
 
     /// Durably appends one event. Fails (and stores nothing) if `seq` is already taken.
     pub fn append_event(&self, room: &str, seq: u64, body: &str) -> Result<(), StorageError> {
-        self.conn().execute("INSERT INTO events (room, seq, body) VALUES (?1, ?2, ?3)", params![room, seq as i64, body])?;
+        self.append_events(room, &[(seq, body.to_owned())], None)
+    }
+
+    /// Durably appends consecutive events in one transaction, and forgets the photo
+    /// `forget_photo` in the same transaction (a removal), so a retried upload of it is new.
+    pub fn append_events(&self, room: &str, events: &[(u64, String)], forget_photo: Option<&str>) -> Result<(), StorageError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        for (seq, body) in events {
+            tx.execute("INSERT INTO events (room, seq, body) VALUES (?1, ?2, ?3)", params![room, *seq as i64, body])?;
+        }
+        if let Some(photo) = forget_photo {
+            tx.execute("DELETE FROM photos WHERE room = ?1 AND id = ?2", params![room, photo])?;
+        }
+        tx.execute("UPDATE rooms SET last_active = ?2 WHERE id = ?1", params![room, now_unix()])?;
+        tx.commit()?;
         Ok(())
+    }
+
+    /// Rooms that have photos, for resuming their processing after a restart.
+    pub fn rooms_with_photos(&self) -> Result<Vec<String>, StorageError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT DISTINCT room FROM photos ORDER BY room")?;
+        let rows = stmt.query_map([], |row| row.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Events with `after < seq <= up_to`, in order.
@@ -111,6 +212,7 @@ impl Storage {
         &self,
         room: &str,
         photo: &NewPhoto<'_>,
+        max_photos: u64,
         seq: u64,
         event_body: impl FnOnce(u32) -> String,
         now_unix: i64,
@@ -124,7 +226,17 @@ impl Storage {
         if exists {
             return Ok(None);
         }
-        let position: i64 = tx.query_row("SELECT COUNT(*) + 1 FROM photos WHERE room = ?1", [room], |row| row.get(0))?;
+        // Positions are never reused, even after a removal: clients key their cards on them.
+        let position: i64 = tx.query_row(
+            "SELECT MAX(COALESCE((SELECT MAX(position) FROM photos WHERE room = ?1), 0),
+                        (SELECT photos_added FROM rooms WHERE id = ?1)) + 1",
+            [room],
+            |row| row.get(0),
+        )?;
+        let count: i64 = tx.query_row("SELECT COUNT(*) FROM photos WHERE room = ?1", [room], |row| row.get(0))?;
+        if count as u64 >= max_photos {
+            return Err(StorageError::PhotoLimit(max_photos));
+        }
         let position = u32::try_from(position).unwrap_or(u32::MAX);
         tx.execute(
             "INSERT INTO photos (room, id, position, name, uploaded_by, bytes, status, created_at)
@@ -133,6 +245,7 @@ impl Storage {
         )?;
         let body = event_body(position);
         tx.execute("INSERT INTO events (room, seq, body) VALUES (?1, ?2, ?3)", params![room, seq as i64, body])?;
+        tx.execute("UPDATE rooms SET last_active = ?2, photos_added = ?3 WHERE id = ?1", params![room, now_unix, position])?;
         tx.commit()?;
         Ok(Some((position, body)))
     }
@@ -151,6 +264,29 @@ impl Storage {
         )?;
         Ok(())
     }
+}
+
+const ROOM_COLUMNS: &str = "SELECT id, COALESCE(name, id), visibility, owner_hash, join_hash, created_at,
+     COALESCE(last_active, created_at), archived_at FROM rooms";
+
+fn room_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<RoomRow> {
+    Ok(RoomRow {
+        id: row.get(0)?,
+        name: row.get(1)?,
+        public: row.get::<_, String>(2)? == "public",
+        owner_hash: row.get(3)?,
+        join_hash: row.get(4)?,
+        created_at: row.get(5)?,
+        last_active: row.get(6)?,
+        archived_at: row.get(7)?,
+    })
+}
+
+pub fn now_unix() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or_default()
 }
 
 fn migrate(conn: &Connection) -> Result<(), StorageError> {
@@ -199,6 +335,21 @@ fn migrate(conn: &Connection) -> Result<(), StorageError> {
              COMMIT;",
         )?;
     }
+    if found < 3 {
+        // Rooms made before access control stay public: their links are already out there.
+        conn.execute_batch(
+            "BEGIN;
+             ALTER TABLE rooms ADD COLUMN name TEXT;
+             ALTER TABLE rooms ADD COLUMN visibility TEXT NOT NULL DEFAULT 'public';
+             ALTER TABLE rooms ADD COLUMN owner_hash TEXT;
+             ALTER TABLE rooms ADD COLUMN join_hash TEXT;
+             ALTER TABLE rooms ADD COLUMN last_active INTEGER;
+             ALTER TABLE rooms ADD COLUMN archived_at INTEGER;
+             ALTER TABLE rooms ADD COLUMN photos_added INTEGER NOT NULL DEFAULT 0;
+             PRAGMA user_version = 3;
+             COMMIT;",
+        )?;
+    }
     Ok(())
 }
 
@@ -206,12 +357,18 @@ fn migrate(conn: &Connection) -> Result<(), StorageError> {
 mod tests {
     use super::*;
 
+    fn create(storage: &Storage, id: &str, epoch: &str) {
+        let room = NewRoom { id, name: id, public: false, owner_hash: "o", join_hash: "j" };
+        storage.create_room(&room, epoch, 0).expect("create");
+    }
+
     #[test]
     fn events_survive_reopening_and_come_back_in_order() {
         let dir = tempfile::tempdir().expect("tempdir");
         {
             let storage = Storage::open(dir.path()).expect("open");
-            let stream = storage.open_stream("auditorio", "e1", 0).expect("stream");
+            create(&storage, "auditorio", "e1");
+            let stream = storage.open_stream("auditorio").expect("stream");
             assert_eq!(stream, StoredStream { epoch: "e1".into(), head: 0, snapshot: None });
             for seq in 1..=5 {
                 storage.append_event("auditorio", seq, &format!("event {seq}")).expect("append");
@@ -220,7 +377,9 @@ mod tests {
         }
         let storage = Storage::open(dir.path()).expect("reopen");
         // The epoch chosen at creation is kept: a restart is not a new history.
-        let stream = storage.open_stream("auditorio", "e2", 0).expect("stream");
+        // Creating it again changes nothing.
+        create(&storage, "auditorio", "e2");
+        let stream = storage.open_stream("auditorio").expect("stream");
         assert_eq!(stream.epoch, "e1");
         assert_eq!(stream.head, 5);
         assert_eq!(stream.snapshot, Some((3, "state at 3".into())));
@@ -232,7 +391,7 @@ mod tests {
     fn a_sequence_number_cannot_be_written_twice() {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = Storage::open(dir.path()).expect("open");
-        storage.open_stream("r", "e", 0).expect("stream");
+        create(&storage, "r", "e");
         storage.append_event("r", 1, "a").expect("first");
         assert!(storage.append_event("r", 1, "b").is_err());
         assert_eq!(storage.events_between("r", 0, 10).expect("read"), vec![(1, "a".into())]);
@@ -242,19 +401,44 @@ mod tests {
     fn a_photo_and_its_event_are_recorded_together_and_only_once() {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = Storage::open(dir.path()).expect("open");
-        storage.open_stream("r", "e", 0).expect("stream");
+        create(&storage, "r", "e");
         let photo = NewPhoto { id: "ab", name: "a.jpg", by: "Ana", bytes: 10 };
-        let first = storage.insert_photo("r", &photo, 1, |pos| format!("queued at {pos}"), 0).expect("insert");
+        let first = storage.insert_photo("r", &photo, 100, 1, |pos| format!("queued at {pos}"), 0).expect("insert");
         assert_eq!(first, Some((1, "queued at 1".into())));
-        assert_eq!(storage.insert_photo("r", &photo, 2, |_| unreachable!(), 0).expect("again"), None);
+        assert_eq!(storage.insert_photo("r", &photo, 100, 2, |_| unreachable!(), 0).expect("again"), None);
         let other = NewPhoto { id: "cd", ..photo };
-        assert_eq!(storage.insert_photo("r", &other, 2, |pos| format!("queued at {pos}"), 0).expect("second").map(|p| p.0), Some(2));
+        assert_eq!(storage.insert_photo("r", &other, 100, 2, |pos| format!("queued at {pos}"), 0).expect("second").map(|p| p.0), Some(2));
         assert_eq!(storage.photo_count("r").expect("count"), 2);
         assert_eq!(storage.events_between("r", 0, 9).expect("events").len(), 2);
         // A failed event insert (seq taken) leaves no photo row behind.
         let third = NewPhoto { id: "ef", ..other };
-        assert!(storage.insert_photo("r", &third, 2, |_| "dup seq".into(), 0).is_err());
+        assert!(storage.insert_photo("r", &third, 100, 2, |_| "dup seq".into(), 0).is_err());
         assert_eq!(storage.photo_count("r").expect("count"), 2);
+        // The limit counts photos, and a removed photo frees its place.
+        let fourth = NewPhoto { id: "gh", ..other };
+        assert!(matches!(storage.insert_photo("r", &fourth, 2, 3, |_| "x".into(), 0), Err(StorageError::PhotoLimit(2))));
+        storage.append_events("r", &[(3, "removed cd".into())], Some("cd")).expect("remove");
+        let placed = storage.insert_photo("r", &fourth, 2, 4, |pos| format!("queued at {pos}"), 0).expect("fits");
+        assert_eq!(placed.map(|p| p.0), Some(3), "positions are never reused");
+    }
+
+    #[test]
+    fn rooms_are_created_once_listed_archived_and_deleted() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let storage = Storage::open(dir.path()).expect("open");
+        assert!(matches!(storage.open_stream("nope"), Err(StorageError::NoSuchRoom(_))));
+        create(&storage, "a", "e");
+        create(&storage, "b", "e");
+        assert_eq!(storage.room_count().expect("count"), 2);
+        let row = storage.room("a").expect("read").expect("exists");
+        assert!(!row.public);
+        assert_eq!(row.owner_hash.as_deref(), Some("o"));
+        storage.set_archived("a", Some(5)).expect("archive");
+        assert_eq!(storage.room("a").expect("read").and_then(|r| r.archived_at), Some(5));
+        storage.append_event("b", 1, "x").expect("append");
+        assert!(storage.delete_room("b").expect("delete"));
+        assert_eq!(storage.rooms().expect("list").len(), 1);
+        assert!(storage.events_between("b", 0, 9).expect("read").is_empty());
     }
 
     #[test]

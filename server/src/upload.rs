@@ -6,13 +6,15 @@
 //! a 200 means the room already had this photo.
 
 use crate::event_log::EventLogError;
+use crate::room::{Access, ApiError, TokenQuery, authorize};
 use crate::state::AppState;
-use crate::storage::NewPhoto;
+use crate::storage::{NewPhoto, StorageError};
 use app::protocol::RoomId;
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
-use axum::extract::{Path, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use std::net::SocketAddr;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
@@ -45,6 +47,10 @@ pub enum UploadError {
     Undecodable(String),
     #[error("the photo could not be stored; nothing was kept, try again")]
     Storage,
+    #[error("the room already has its maximum of {0} photos")]
+    PhotoLimit(u64),
+    #[error(transparent)]
+    Room(#[from] ApiError),
 }
 
 impl UploadError {
@@ -58,12 +64,18 @@ impl UploadError {
             Self::Unsupported(_) => (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_image"),
             Self::Undecodable(_) => (StatusCode::UNPROCESSABLE_ENTITY, "undecodable_image"),
             Self::Storage => (StatusCode::SERVICE_UNAVAILABLE, "storage_unavailable"),
+            Self::PhotoLimit(_) => (StatusCode::CONFLICT, "photo_limit"),
+            // Answered by the room's own response below.
+            Self::Room(_) => (StatusCode::INTERNAL_SERVER_ERROR, "room"),
         }
     }
 }
 
 impl IntoResponse for UploadError {
     fn into_response(self) -> Response {
+        if let Self::Room(err) = self {
+            return err.into_response();
+        }
         let (status, code) = self.status();
         (status, Json(serde_json::json!({ "error": code, "message": self.to_string() }))).into_response()
     }
@@ -81,13 +93,60 @@ pub struct Uploaded {
 
 pub async fn put_photo(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((raw_room, photo_id)): Path<(String, String)>,
+    Query(query): Query<TokenQuery>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<(StatusCode, Json<Uploaded>), UploadError> {
+    let (room, _) = authorize(&state, &raw_room, &headers, &query, Access::Member).await?;
+    if let Err(wait) = state.inner.upload_rate.check(peer.ip()) {
+        state.inner.uploads_rejected.fetch_add(1, Ordering::Relaxed);
+        return Err(ApiError::RateLimited(wait.as_secs().max(1)).into());
+    }
+    let limit = state.inner.max_upload_bytes;
+    let bytes = body.map_err(|rejection| match rejection.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => UploadError::TooLarge { limit },
+        _ => UploadError::Body(rejection.body_text()),
+    });
+    let name = header_text(&headers, NAME_HEADER, 200);
+    let by = header_text(&headers, MEMBER_HEADER, 40).unwrap_or_else(|| "someone".to_owned());
+    let uploaded = match bytes {
+        Ok(bytes) => ingest(&state, &room, Some(photo_id), name, by, bytes).await,
+        Err(err) => {
+            state.inner.uploads_rejected.fetch_add(1, Ordering::Relaxed);
+            Err(err)
+        }
+    }?;
+    let status = if uploaded.duplicate { StatusCode::OK } else { StatusCode::CREATED };
+    Ok((status, Json(uploaded)))
+}
+
+/// Checks, stores and queues one photo: the path shared by the HTTP upload and the WebSocket
+/// `upload_image`. `photo_id`, when given, must be the SHA-256 of the bytes.
+pub async fn ingest(
+    state: &AppState,
+    room: &RoomId,
+    photo_id: Option<String>,
+    name: Option<String>,
+    by: String,
+    bytes: Bytes,
+) -> Result<Uploaded, UploadError> {
     let shared = state.inner.clone();
-    let size = body.as_ref().map(|b| b.len() as u64).unwrap_or_default();
-    let stored = accept(state, raw_room, photo_id, &headers, body).await;
+    let size = bytes.len() as u64;
+    let stored = async {
+        if photo_id.as_deref().is_some_and(|id| !is_sha256_hex(id)) {
+            return Err(UploadError::BadPhotoId);
+        }
+        let span = info_span!("photo", room = %room, bytes = bytes.len());
+        let state = state.clone();
+        let room = room.clone();
+        tokio::task::spawn_blocking(move || span.in_scope(|| store(&state, &room, photo_id.as_deref(), name, &by, &bytes)))
+            .instrument(info_span!("upload"))
+            .await
+            .map_err(|_| UploadError::Storage)?
+    }
+    .await;
     match &stored {
         Ok(uploaded) if !uploaded.duplicate => {
             shared.uploads_accepted.fetch_add(1, Ordering::Relaxed);
@@ -98,45 +157,27 @@ pub async fn put_photo(
             shared.uploads_rejected.fetch_add(1, Ordering::Relaxed);
         }
     }
-    stored.map(|uploaded| {
-        let status = if uploaded.duplicate { StatusCode::OK } else { StatusCode::CREATED };
-        (status, Json(uploaded))
-    })
-}
-
-async fn accept(
-    state: AppState,
-    raw_room: String,
-    photo_id: String,
-    headers: &HeaderMap,
-    body: Result<Bytes, BytesRejection>,
-) -> Result<Uploaded, UploadError> {
-    let room = RoomId::parse(&raw_room).map_err(|err| UploadError::BadRoom(err.to_string()))?;
-    if !is_sha256_hex(&photo_id) {
-        return Err(UploadError::BadPhotoId);
-    }
-    let limit = state.inner.max_upload_bytes;
-    let bytes = body.map_err(|rejection| match rejection.status() {
-        StatusCode::PAYLOAD_TOO_LARGE => UploadError::TooLarge { limit },
-        _ => UploadError::Body(rejection.body_text()),
-    })?;
-    let name = header_text(headers, NAME_HEADER, 200).unwrap_or_else(|| format!("{}.jpg", &photo_id[..12]));
-    let by = header_text(headers, MEMBER_HEADER, 40).unwrap_or_else(|| "someone".to_owned());
-    let span = info_span!("photo", room = %room, photo = %&photo_id[..12], bytes = bytes.len());
-    let photo = photo_id.clone();
-    tokio::task::spawn_blocking(move || span.in_scope(|| store(&state, &room, &photo, &name, &by, &bytes)))
-        .instrument(info_span!("upload"))
-        .await
-        .map_err(|_| UploadError::Storage)?
+    stored
 }
 
 /// Checks, writes and records one photo. Runs on a blocking thread: hashing, decoding and fsync
 /// are all synchronous work.
-fn store(state: &AppState, room: &RoomId, photo_id: &str, name: &str, by: &str, bytes: &[u8]) -> Result<Uploaded, UploadError> {
+fn store(
+    state: &AppState,
+    room: &RoomId,
+    claimed_id: Option<&str>,
+    name: Option<String>,
+    by: &str,
+    bytes: &[u8],
+) -> Result<Uploaded, UploadError> {
+    if bytes.is_empty() {
+        return Err(UploadError::Unsupported("the file is empty".into()));
+    }
     let actual = hex(&Sha256::digest(bytes));
-    if actual != photo_id {
+    if claimed_id.is_some_and(|id| id != actual) {
         return Err(UploadError::HashMismatch { actual });
     }
+    let photo_id = actual.as_str();
     check_image(bytes)?;
     let path = photo_path(&state.inner.data_dir, room, photo_id);
     if !path.exists() {
@@ -145,13 +186,19 @@ fn store(state: &AppState, room: &RoomId, photo_id: &str, name: &str, by: &str, 
             UploadError::Storage
         })?;
     }
-    let new = NewPhoto { id: photo_id, name, by, bytes: bytes.len() as u64 };
-    match state.inner.events.append_photo(room, &new) {
+    let name = name.unwrap_or_else(|| format!("{}.jpg", &photo_id[..12]));
+    let new = NewPhoto { id: photo_id, name: &name, by, bytes: bytes.len() as u64 };
+    match state.inner.events.append_photo(room, &new, state.inner.limits.max_photos_per_room) {
         Ok(Some((position, at))) => {
             info!(position, seq = at.seq, "photo queued");
+            state.inner.pipeline.enqueue(room, photo_id);
             Ok(Uploaded { photo: photo_id.to_owned(), position: Some(position), seq: Some(at.seq), duplicate: false })
         }
         Ok(None) => Ok(Uploaded { photo: photo_id.to_owned(), position: None, seq: None, duplicate: true }),
+        Err(EventLogError::Storage(StorageError::PhotoLimit(max))) => Err(UploadError::PhotoLimit(max)),
+        Err(EventLogError::NoSuchRoom(room)) => {
+            Err(ApiError::NotFound("room_not_found", format!("there is no room {room}")).into())
+        }
         Err(err @ (EventLogError::Storage(_) | EventLogError::Corrupt { .. })) => {
             warn!(%err, "cannot record photo");
             Err(UploadError::Storage)

@@ -1,7 +1,7 @@
 //! The server on a real socket on 127.0.0.1, spoken to by real WebSocket and HTTP clients.
 
 mod common;
-use common::TestServer;
+use common::{TestServer, hello_as, is_transient};
 use app::protocol::{ClientMessage, ErrorCode, PROTOCOL_VERSION, RoomEvent, ServerMessage, StreamPosition, close_code};
 use futures_util::{SinkExt, StreamExt};
 use server::health::Health;
@@ -20,9 +20,7 @@ impl TestServer {
     }
 
     async fn connect(&self, room: &str) -> Socket {
-        let (socket, _) = tokio_tungstenite::connect_async(format!("ws://{}/ws/rooms/{room}", self.addr))
-            .await
-            .expect("connect");
+        let (socket, _) = tokio_tungstenite::connect_async(self.ws_url(room).await).await.expect("connect");
         socket
     }
 
@@ -35,12 +33,18 @@ async fn send(socket: &mut Socket, message: &ClientMessage) {
     socket.send(Message::text(message.to_json())).await.expect("send");
 }
 
-/// The next server message, skipping transport pings.
+/// The next server message, skipping transport pings and transient messages.
 async fn next(socket: &mut Socket) -> Result<ServerMessage, Option<(CloseCode, String)>> {
     loop {
         let frame = tokio::time::timeout(Duration::from_secs(5), socket.next()).await.expect("reply within 5 s");
         match frame {
-            Some(Ok(Message::Text(text))) => return Ok(serde_json::from_str(&text).expect("valid server JSON")),
+            Some(Ok(Message::Text(text))) => {
+                let message = serde_json::from_str(&text).expect("valid server JSON");
+                if is_transient(&message) {
+                    continue;
+                }
+                return Ok(message);
+            }
             Some(Ok(Message::Close(frame))) => return Err(frame.map(|f| (f.code, f.reason.to_string()))),
             Some(Ok(_)) => continue,
             Some(Err(_)) | None => return Err(None),
@@ -50,7 +54,7 @@ async fn next(socket: &mut Socket) -> Result<ServerMessage, Option<(CloseCode, S
 
 /// Says hello as a new client: returns the welcome, after checking the snapshot that follows it.
 async fn hello(socket: &mut Socket) -> ServerMessage {
-    send(socket, &ClientMessage::Hello { version: PROTOCOL_VERSION, name: Some("Ana".into()), resume: None }).await;
+    send(socket, &hello_as("Ana", None)).await;
     let welcome = next(socket).await.expect("welcome");
     assert!(matches!(next(socket).await, Ok(ServerMessage::Snapshot { reset: false, .. })));
     welcome
@@ -108,7 +112,7 @@ async fn bad_frames_get_errors_and_the_session_survives() {
         Message::text(r#"{"type":"launch_missiles"}"#),
         Message::text(r#"{"type":"ping","nonce":"seven"}"#),
         Message::binary(vec![0u8, 159, 146, 150, 255]),
-        Message::text(ClientMessage::Hello { version: PROTOCOL_VERSION, name: None, resume: None }.to_json()),
+        Message::text(hello_as("Ana", None).to_json()),
     ];
     let expected = [
         ErrorCode::BadMessage,
@@ -133,18 +137,34 @@ async fn bad_frames_get_errors_and_the_session_survives() {
 
 #[tokio::test]
 async fn oversized_frames_close_only_that_connection() {
-    let server = TestServer::start().await;
+    let data = tempfile::tempdir().expect("tempdir");
+    let mut config = server::config::Config::for_data_dir(data.path().to_owned());
+    // The transport admits an upload_image of the largest photo (base64), so a small photo
+    // limit keeps this test's frames small.
+    config.max_upload_bytes = 256 * 1024;
+    let server = TestServer::start_with(config).await;
     let mut big = server.connect("auditorio").await;
     let mut bystander = server.connect("auditorio").await;
     hello(&mut big).await;
     hello(&mut bystander).await;
-    let huge = format!(r#"{{"type":"ping","nonce":1,"pad":"{}"}}"#, "x".repeat(200 * 1024));
+    // Over the control-message limit but within the transport's: an error, the session lives.
+    let large = format!(r#"{{"type":"ping","nonce":1,"pad":"{}"}}"#, "x".repeat(100 * 1024));
+    big.send(Message::text(large)).await.expect("send");
+    assert!(matches!(next(&mut big).await, Ok(ServerMessage::Error { code: ErrorCode::TooLarge, .. })));
+    // Over the transport's limit: that connection closes.
+    let huge = format!(r#"{{"type":"ping","nonce":1,"pad":"{}"}}"#, "x".repeat(2 * 1024 * 1024));
     // The server may drop the connection while we are still writing.
     let _ = big.send(Message::text(huge)).await;
-    match next(&mut big).await {
-        Err(Some((code, _))) => assert_eq!(code, CloseCode::Size),
-        Err(None) => {}
-        Ok(other) => panic!("expected the oversized connection to close, got {other:?}"),
+    loop {
+        match next(&mut big).await {
+            Err(Some((code, _))) => {
+                assert_eq!(code, CloseCode::Size);
+                break;
+            }
+            Err(None) => break,
+            Ok(ServerMessage::Event { .. }) => continue,
+            Ok(other) => panic!("expected the oversized connection to close, got {other:?}"),
+        }
     }
     send(&mut bystander, &ClientMessage::Ping { nonce: 9 }).await;
     assert_eq!(next(&mut bystander).await, Ok(ServerMessage::Pong { nonce: 9 }));
@@ -154,7 +174,7 @@ async fn oversized_frames_close_only_that_connection() {
 async fn wrong_version_or_missing_hello_is_refused_with_a_close_code() {
     let server = TestServer::start().await;
     let mut old = server.connect("auditorio").await;
-    send(&mut old, &ClientMessage::Hello { version: PROTOCOL_VERSION + 1, name: None, resume: None }).await;
+    send(&mut old, &ClientMessage::Hello { version: PROTOCOL_VERSION + 1, name: None, resume: None, user: None, colour: None }).await;
     let closed = next(&mut old).await.expect_err("closed");
     assert_eq!(closed.map(|(code, _)| u16::from(code)), Some(close_code::PROTOCOL_MISMATCH));
 
@@ -170,7 +190,7 @@ async fn wrong_version_or_missing_hello_is_refused_with_a_close_code() {
 async fn bad_room_ids_are_rejected_before_upgrading() {
     let server = TestServer::start().await;
     for bad in ["Upper", "a..b", "a%2Fb", "-x", "%00"] {
-        let err = tokio_tungstenite::connect_async(format!("ws://{}/ws/rooms/{bad}", server.addr))
+        let err = tokio_tungstenite::connect_async(format!("ws://{}/ws/rooms/{bad}?token=x", server.addr))
             .await
             .expect_err("refused");
         match err {
@@ -212,7 +232,7 @@ async fn pages_are_server_rendered() {
 }
 
 async fn hello_resuming(socket: &mut Socket, resume: Option<StreamPosition>) -> StreamPosition {
-    send(socket, &ClientMessage::Hello { version: PROTOCOL_VERSION, name: Some("Ana".into()), resume }).await;
+    send(socket, &hello_as("Ana", resume)).await;
     match next(socket).await {
         Ok(ServerMessage::Welcome { head, .. }) => head,
         other => panic!("expected welcome, got {other:?}"),
@@ -283,12 +303,7 @@ async fn a_reconnecting_client_resumes_with_no_gap_and_no_duplicate() {
 async fn a_stale_epoch_gets_a_reset_snapshot() {
     let server = TestServer::start().await;
     let mut socket = server.connect("auditorio").await;
-    send(&mut socket, &ClientMessage::Hello {
-        version: PROTOCOL_VERSION,
-        name: None,
-        resume: Some(StreamPosition { epoch: "long-gone".into(), seq: 40 }),
-    })
-    .await;
+    send(&mut socket, &hello_as("Ana", Some(StreamPosition { epoch: "long-gone".into(), seq: 40 }))).await;
     assert!(matches!(next(&mut socket).await, Ok(ServerMessage::Welcome { .. })));
     assert!(matches!(next(&mut socket).await, Ok(ServerMessage::Snapshot { reset: true, .. })));
 }

@@ -1,8 +1,11 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+use app::protocol::{ClientMessage, PROTOCOL_VERSION, ServerMessage, StreamPosition};
 use server::config::Config;
+use server::room::CreatedRoom;
 use sha2::{Digest, Sha256};
+use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -40,6 +43,7 @@ pub fn sha(bytes: &[u8]) -> String {
 /// The server running in this process on a real socket on 127.0.0.1.
 pub struct TestServer {
     pub addr: SocketAddr,
+    pub data_dir: PathBuf,
     stop: Option<oneshot::Sender<()>>,
     done: tokio::task::JoinHandle<()>,
     _data: Option<tempfile::TempDir>,
@@ -60,13 +64,14 @@ impl TestServer {
     }
 
     pub async fn start_with(config: Config) -> Self {
+        let data_dir = config.data_dir.clone();
         let bound = server::Bound::bind(&config).await.expect("bind");
         let addr = bound.local_addr().expect("addr");
         let (stop, stopped) = oneshot::channel::<()>();
         let done = tokio::spawn(async move {
             bound.serve(async { let _ = stopped.await; }).await.expect("serve");
         });
-        Self { addr, stop: Some(stop), done, _data: None }
+        Self { addr, data_dir, stop: Some(stop), done, _data: None }
     }
 
     /// Asks for a graceful stop without waiting for it.
@@ -86,4 +91,66 @@ impl TestServer {
         self.signal_stop();
         self.stopped().await;
     }
+}
+
+/// A `hello` as a browser sends it.
+pub fn hello_as(name: &str, resume: Option<StreamPosition>) -> ClientMessage {
+    ClientMessage::Hello {
+        version: PROTOCOL_VERSION,
+        name: Some(name.to_owned()),
+        resume,
+        user: Some(format!("user-{}", name.to_lowercase())),
+        colour: Some("#336699".into()),
+    }
+}
+
+/// Transient messages (presence, progress, load) that tests about the stream step over.
+pub fn is_transient(message: &ServerMessage) -> bool {
+    matches!(
+        message,
+        ServerMessage::Presence { .. }
+            | ServerMessage::PresenceDiff { .. }
+            | ServerMessage::Progress { .. }
+            | ServerMessage::SystemStatus { .. }
+    )
+}
+
+impl TestServer {
+    /// The join token of the private room `room`, creating it (through `POST /api/rooms`) the
+    /// first time. Tokens are kept in the data directory so a restarted server's tests find them.
+    pub async fn token(&self, room: &str) -> String {
+        let path = self.data_dir.join("test-tokens.json");
+        let mut tokens: HashMap<String, String> =
+            std::fs::read(&path).ok().and_then(|b| serde_json::from_slice(&b).ok()).unwrap_or_default();
+        if let Some(token) = tokens.get(room) {
+            return token.clone();
+        }
+        let created = create_room(&self.addr.to_string(), room).await;
+        assert_eq!(created.id.as_str(), room, "a fresh server gives the room its name");
+        tokens.insert(room.to_owned(), created.join_token.clone());
+        std::fs::write(&path, serde_json::to_vec(&tokens).expect("json")).expect("save tokens");
+        created.join_token
+    }
+
+    /// The WebSocket URL of `room` with its token.
+    pub async fn ws_url(&self, room: &str) -> String {
+        format!("ws://{}/ws/rooms/{room}?token={}", self.addr, self.token(room).await)
+    }
+
+    /// An HTTP URL under the room (`rest` starts with `/`), with its token.
+    pub async fn room_url(&self, room: &str, rest: &str) -> String {
+        format!("http://{}/api/rooms/{room}{rest}?token={}", self.addr, self.token(room).await)
+    }
+}
+
+/// `POST /api/rooms` on a server at `addr`.
+pub async fn create_room(addr: &str, name: &str) -> CreatedRoom {
+    let response = reqwest::Client::new()
+        .post(format!("http://{addr}/api/rooms"))
+        .json(&serde_json::json!({ "name": name }))
+        .send()
+        .await
+        .expect("create room");
+    assert_eq!(response.status(), 201);
+    response.json().await.expect("created room")
 }
