@@ -154,3 +154,60 @@ pub async fn create_room(addr: &str, name: &str) -> CreatedRoom {
     assert_eq!(response.status(), 201);
     response.json().await.expect("created room")
 }
+
+pub type Socket = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A member's WebSocket, speaking the protocol like the browser does.
+pub struct Member {
+    pub socket: Socket,
+}
+
+impl Member {
+    /// Connects to `url` and says hello as `name`.
+    pub async fn join(url: &str, name: &str) -> Self {
+        use futures_util::SinkExt;
+        let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("connect");
+        let hello = tokio_tungstenite::tungstenite::Message::text(hello_as(name, None).to_json());
+        socket.send(hello).await.expect("hello");
+        Self { socket }
+    }
+
+    pub async fn send(&mut self, message: &ClientMessage) {
+        use futures_util::SinkExt;
+        self.socket.send(tokio_tungstenite::tungstenite::Message::text(message.to_json())).await.expect("send");
+    }
+
+    /// The next message of any kind, waiting at most `within`.
+    pub async fn next_within(&mut self, within: Duration) -> Option<ServerMessage> {
+        use futures_util::StreamExt;
+        use tokio_tungstenite::tungstenite::Message;
+        loop {
+            let frame = tokio::time::timeout(within, self.socket.next()).await.ok()??;
+            match frame {
+                Ok(Message::Text(text)) => return Some(serde_json::from_str(&text).expect("valid server JSON")),
+                Ok(Message::Close(_)) | Err(_) => return None,
+                Ok(_) => continue,
+            }
+        }
+    }
+
+    /// The next message of any kind (10 s at most).
+    pub async fn next(&mut self) -> ServerMessage {
+        self.next_within(Duration::from_secs(10)).await.expect("a message within 10 s")
+    }
+
+    /// Reads until `done` says so (60 s at most); returns everything read, in order.
+    pub async fn read_until(&mut self, mut done: impl FnMut(&ServerMessage) -> bool) -> Vec<ServerMessage> {
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(60);
+        let mut got = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let message = self.next_within(left).await.unwrap_or_else(|| panic!("stream ended or timed out after {got:?}"));
+            let stop = done(&message);
+            got.push(message);
+            if stop {
+                return got;
+            }
+        }
+    }
+}
