@@ -68,10 +68,11 @@ mod browser {
     use leptos::prelude::*;
 
     /// The ws:// or wss:// URL of a room on the server that served this page.
-    fn room_url(room: &RoomId) -> Option<String> {
+    fn room_url(room: &RoomId, token: Option<&str>) -> Option<String> {
         let location = web_sys::window()?.location();
         let scheme = if location.protocol().ok()? == "https:" { "wss" } else { "ws" };
-        Some(format!("{scheme}://{}/ws/rooms/{room}", location.host().ok()?))
+        let query = token.map(|t| format!("?token={t}")).unwrap_or_default();
+        Some(format!("{scheme}://{}/ws/rooms/{room}{query}", location.host().ok()?))
     }
 
     /// How one connection ended, which decides whether to try again.
@@ -81,9 +82,9 @@ mod browser {
     }
 
     /// Runs for the life of the page: connect, serve, back off, repeat.
-    pub fn connect(room: RoomId, state: RwSignal<ConnectionState>) {
+    pub fn connect(room: RoomId, token: Option<String>, state: RwSignal<ConnectionState>) {
         leptos::task::spawn_local(async move {
-            let Some(url) = room_url(&room) else {
+            let Some(url) = room_url(&room, token.as_deref()) else {
                 state.set(ConnectionState::Offline { reason: "no browser location".into() });
                 return;
             };
@@ -97,6 +98,13 @@ mod browser {
                         return;
                     }
                     Ended::Retry => {}
+                }
+                // A browser hides why a WebSocket upgrade was refused; the HTTP API tells.
+                if !state.with_untracked(|s| matches!(s, ConnectionState::Connected { .. }))
+                    && let Some(reason) = crate::api::refusal(&room, token.as_deref()).await
+                {
+                    state.set(ConnectionState::Offline { reason });
+                    return;
                 }
                 // A connection that reached `welcome` resets the schedule: the next drop is a
                 // fresh incident, not the continuation of an outage.
@@ -150,6 +158,8 @@ mod browser {
                 Ok(ServerMessage::Error { message, .. }) => {
                     leptos::logging::warn!("server refused a message: {message}");
                 }
+                // Presence, progress and load are shown by the room page (not yet wired).
+                Ok(_) => {}
                 Err(err) => leptos::logging::warn!("unreadable server message: {err}"),
             }
         }

@@ -2,14 +2,19 @@
 //!
 //! This crate is compiled twice: with `ssr` into the server, which renders the pages, and with
 //! `hydrate` into the WASM client, which takes those pages over in the browser. It holds the
-//! Leptos components and [`protocol`], the typed messages both ends exchange.
+//! Leptos components, [`protocol`], the typed messages both ends exchange, and [`viewer`], the
+//! room's 3D view.
 //!
-//! It is not the server (no sockets, storage or reconstruction here) and it does no 3D work of
-//! its own: anything that needs a browser API lives behind the `hydrate` feature.
+//! It is not the server (no sockets, storage or reconstruction here). Anything that needs a
+//! browser API (the WebSocket, WebGL2, fetching shards) lives behind the `hydrate` feature; the
+//! logic around it is plain Rust, tested natively.
 
+#[cfg(feature = "hydrate")]
+pub mod api;
 pub mod connection;
 pub mod pages;
 pub mod protocol;
+pub mod room_state;
 pub mod shard;
 
 use leptos::prelude::*;

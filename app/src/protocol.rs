@@ -192,8 +192,9 @@ pub enum ServerMessage {
         /// Estimated milliseconds until the photo is done, from measured stage times.
         eta_ms: Option<u64>,
     },
-    /// Everyone in the room now (transient; sent after `welcome`).
-    Presence { members: Vec<Member> },
+    /// Who is in the room (transient; sent after `welcome`): at most the first 24 members,
+    /// and how many there are in all.
+    Presence { members: Vec<Member>, total: u32 },
     /// Changes to presence since the last `presence` or `presence_diff` (transient).
     PresenceDiff {
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -203,6 +204,8 @@ pub enum ServerMessage {
         left: Vec<String>,
         #[serde(default, skip_serializing_if = "Vec::is_empty")]
         changed: Vec<Member>,
+        /// Members in the room after this change.
+        total: u32,
     },
     /// The server's load, every few seconds while a room is open (transient).
     SystemStatus { status: SystemStatus },

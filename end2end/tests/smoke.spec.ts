@@ -15,8 +15,11 @@ test('room page connects through the server welcome, and /health reports the ses
   page.on('pageerror', (err) => consoleErrors.push(err.message));
   page.on('response', (res) => { if (res.status() >= 400) consoleErrors.push(`${res.status()} ${res.url()}`); });
 
-  await page.goto(`${baseURL()}/rooms/auditorio`);
-  await expect(page.getByRole('heading', { name: 'auditorio' })).toBeVisible();
+  const created = await request.post(`${baseURL()}/api/rooms`, { data: { name: 'auditorio' } });
+  expect(created.status()).toBe(201);
+  const room = await created.json();
+  await page.goto(`${baseURL()}${room.join_link}`);
+  await expect(page.getByRole('heading', { name: room.id })).toBeVisible();
   const indicator = page.getByTestId('connection-state');
   // The server renders "connecting"; only the WASM client, after the server's welcome, says connected.
   await expect(indicator).toHaveAttribute('data-state', 'connected');
@@ -41,10 +44,26 @@ test('an invalid room name is explained, not crashed on', async ({ page }) => {
   await expect(page.getByTestId('connection-state')).toContainText('lowercase');
 });
 
-test('the lobby takes a room name and opens the room', async ({ page }) => {
+test('the lobby creates a private room and opens it through its invitation link', async ({ page, browser }) => {
   await page.goto(`${baseURL()}/`);
-  await page.getByLabel('Room').fill('sceaux');
-  await page.getByRole('button', { name: 'Join' }).click();
-  await expect(page).toHaveURL(/\/rooms\/sceaux$/);
+  await page.getByLabel('Room').fill('Sceaux castle');
+  await page.getByRole('button', { name: 'Create room' }).click();
+  await expect(page).toHaveURL(/\/rooms\/sceaux-castle\?token=[0-9a-f]{64}$/);
   await expect(page.getByTestId('connection-state')).toHaveAttribute('data-state', 'connected');
+  const link = page.url();
+
+  // Someone else pastes the invitation link into their lobby.
+  const other = await browser.newPage();
+  await other.goto(`${baseURL()}/`);
+  await other.getByLabel('Invitation link').fill(link);
+  await other.getByRole('button', { name: 'Join' }).click();
+  await expect(other.getByTestId('connection-state')).toHaveAttribute('data-state', 'connected');
+
+  // Without the token the room says why it cannot be entered, instead of retrying forever.
+  const stranger = await browser.newContext();
+  const strangerPage = await stranger.newPage();
+  await strangerPage.goto(`${baseURL()}/rooms/sceaux-castle`);
+  await expect(strangerPage.getByTestId('connection-state')).toHaveAttribute('data-state', 'offline');
+  await expect(strangerPage.getByTestId('connection-state')).toContainText('token');
+  await stranger.close();
 });

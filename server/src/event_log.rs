@@ -174,10 +174,7 @@ impl Membership {
 
     /// This connection is uploading `files` files (0 when done).
     pub fn set_uploading(&self, files: u32) {
-        let mut stream = lock(&self.stream);
-        if let Some(diff) = stream.presence.set_uploading(self.connection, files) {
-            stream.deliver(&Frame::from(diff.to_json()));
-        }
+        lock(&self.stream).presence.set_uploading(self.connection, files);
     }
 }
 
@@ -185,20 +182,11 @@ impl Drop for Membership {
     fn drop(&mut self) {
         let mut stream = lock(&self.stream);
         stream.subscribers.retain(|s| s.id != self.id);
-        let (diff, leaving) = stream.presence.disconnect(self.connection);
-        if let Some(diff) = diff {
-            stream.deliver(&Frame::from(diff.to_json()));
-        }
-        let Some((user, ticket)) = leaving else { return };
+        let Some((user, ticket)) = stream.presence.disconnect(self.connection) else { return };
         drop(stream);
         let expire = {
             let stream = self.stream.clone();
-            move || {
-                let mut stream = lock(&stream);
-                if let Some(diff) = stream.presence.expire(&user, ticket) {
-                    stream.deliver(&Frame::from(diff.to_json()));
-                }
-            }
+            move || lock(&stream).presence.expire(&user, ticket)
         };
         // Outside a runtime (unit tests, shutdown) there is nobody to wait for: leave now.
         match tokio::runtime::Handle::try_current() {
@@ -417,6 +405,17 @@ impl EventLog {
         }
     }
 
+    /// Sends each room's accumulated presence changes as one diff (called a few times a second).
+    pub fn flush_presence(&self) {
+        let streams: Vec<_> = lock(&self.streams).values().cloned().collect();
+        for stream in streams {
+            let mut stream = lock(&stream);
+            if let Some(diff) = stream.presence.take_diff() {
+                stream.deliver(&Frame::from(diff.to_json()));
+            }
+        }
+    }
+
     /// Sends a transient message to every member of every room.
     pub fn broadcast_all(&self, message: &ServerMessage) {
         let frame = Frame::from(message.to_json());
@@ -446,10 +445,8 @@ impl EventLog {
             Some(_) => snapshot(&stream, true),
             None => snapshot(&stream, false),
         };
-        if let Some(diff) = stream.presence.connect(request.connection, request.user, request.name, request.colour) {
-            stream.deliver(&Frame::from(diff.to_json()));
-        }
-        let presence = Frame::from(ServerMessage::Presence { members: stream.presence.members() }.to_json());
+        stream.presence.connect(request.connection, request.user, request.name, request.colour);
+        let presence = Frame::from(stream.presence.listing().to_json());
         let (tx, rx) = mpsc::channel(self.client_queue);
         let id = self.next_subscriber.fetch_add(1, Ordering::Relaxed);
         let ended = Arc::new(AtomicU8::new(EndReason::Open as u8));

@@ -56,7 +56,11 @@ pub async fn upgrade(
     // Big enough for an `upload_image` of the largest photo in base64; other messages are held
     // to MAX_MESSAGE_BYTES after parsing.
     let transport_limit = (state.inner.max_upload_bytes / 3 * 4 + 4096).max(MAX_MESSAGE_BYTES);
-    ws.max_message_size(transport_limit)
+    // Small buffers: most connections are idle watchers, and tungstenite's 128 KiB defaults
+    // would cost that much per member. They grow when a large message needs it.
+    ws.read_buffer_size(4 * 1024)
+        .write_buffer_size(0)
+        .max_message_size(transport_limit)
         .max_frame_size(transport_limit)
         .on_upgrade(move |socket| run(socket, state, room, connection_id, peer.ip()).instrument(span))
 }

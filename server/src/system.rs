@@ -7,6 +7,9 @@ use app::protocol::{ServerMessage, SystemStatus};
 use std::time::{Duration, Instant};
 
 const STATUS_EVERY: Duration = Duration::from_secs(5);
+/// How often presence changes are sent: fast enough to feel live, slow enough to coalesce a
+/// burst of joins into one frame.
+const PRESENCE_EVERY: Duration = Duration::from_millis(250);
 
 /// Resident memory of this process in bytes (Linux; 0 elsewhere).
 pub fn resident_bytes() -> u64 {
@@ -70,8 +73,17 @@ pub fn spawn_background(state: AppState, archive_after: Duration) -> tokio::task
         // Archiving checks often enough to honour short test settings, at most once a minute.
         let archive_every = (archive_after / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
         let mut last_archive = Instant::now();
+        let mut presence = tokio::time::interval(PRESENCE_EVERY);
+        presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
-            ticker.tick().await;
+            tokio::select! {
+                _ = ticker.tick() => {}
+                _ = presence.tick() => {
+                    let events = state.inner.events.clone();
+                    let _ = tokio::task::spawn_blocking(move || events.flush_presence()).await;
+                    continue;
+                }
+            }
             let status = status(&state, &mut cpu);
             state.inner.events.broadcast_all(&ServerMessage::SystemStatus { status });
             if last_archive.elapsed() >= archive_every {

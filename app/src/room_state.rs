@@ -1,0 +1,283 @@
+//! What the room page knows about its room, folded from the server's messages, and the toasts
+//! those messages raise.
+//!
+//! `RoomModel` is plain data with a pure `apply`, so it is tested natively; `RoomStore` wraps it
+//! in a signal for the components and owns the outgoing queue (messages made while offline are
+//! kept and sent after the next `welcome`). It is not the connection loop (`connection`) nor
+//! the viewer's scene (`viewer`).
+
+use crate::protocol::{
+    ClientMessage, Member, PhotoState, RoomEvent, RoomSnapshot, ServerMessage, SettingValue, StreamPosition,
+    SystemStatus,
+};
+use leptos::prelude::*;
+use std::collections::{BTreeMap, VecDeque};
+
+/// Where a photo is in its processing, from the latest `progress` message.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PhotoProgress {
+    pub stage: String,
+    pub fraction: f32,
+    pub eta_ms: Option<u64>,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ToastKind {
+    Success,
+    Error,
+    Warning,
+    Info,
+}
+
+/// What a toast's button does.
+#[derive(Clone, Debug, PartialEq)]
+pub enum ToastAction {
+    RetryPhoto(String),
+    /// Show the model (the viewer fits it).
+    View,
+}
+
+#[derive(Clone, Debug, PartialEq)]
+pub struct Toast {
+    pub id: u64,
+    pub kind: ToastKind,
+    pub text: String,
+    pub action: Option<(String, ToastAction)>,
+}
+
+/// A conflict on a shared setting waiting for its author's decision.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PendingConflict {
+    pub yours: SettingValue,
+    pub theirs: SettingValue,
+    pub theirs_by: Option<String>,
+    pub revision: u64,
+}
+
+/// The room as this page knows it.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct RoomModel {
+    pub room: RoomSnapshot,
+    pub position: Option<StreamPosition>,
+    pub members: Vec<Member>,
+    /// Members in the room; more than `members` in a big room.
+    pub members_total: u32,
+    pub progress: BTreeMap<String, PhotoProgress>,
+    pub system: Option<SystemStatus>,
+    pub conflicts: Vec<PendingConflict>,
+    pub toasts: Vec<Toast>,
+    next_toast: u64,
+    /// The photo whose points arrived last, for the viewer's highlight.
+    pub latest_photo: Option<String>,
+}
+
+/// Toasts shown at once; older ones make room.
+pub const MAX_TOASTS: usize = 5;
+
+impl RoomModel {
+    pub fn toast(&mut self, kind: ToastKind, text: impl Into<String>, action: Option<(String, ToastAction)>) {
+        self.next_toast += 1;
+        self.toasts.push(Toast { id: self.next_toast, kind, text: text.into(), action });
+        if self.toasts.len() > MAX_TOASTS {
+            let excess = self.toasts.len() - MAX_TOASTS;
+            self.toasts.drain(..excess);
+        }
+    }
+
+    pub fn dismiss(&mut self, id: u64) {
+        self.toasts.retain(|t| t.id != id);
+    }
+
+    fn photo_name(&self, id: &str) -> String {
+        self.room.photo(id).map(|p| p.name.clone()).unwrap_or_else(|| id.chars().take(8).collect())
+    }
+
+    /// Folds one server message in. Returns `false` when the stream has a gap (an event that is
+    /// not the next one): the connection must resume to fill it.
+    pub fn apply(&mut self, message: ServerMessage) -> bool {
+        match message {
+            ServerMessage::Snapshot { position, room, reset } => {
+                self.room = room;
+                self.position = Some(position);
+                self.progress.retain(|id, _| self.room.photo(id).is_some_and(|p| p.status.awaits_processing()));
+                if reset {
+                    self.toast(ToastKind::Info, "The room was reloaded from the server.", None);
+                }
+            }
+            ServerMessage::Event { epoch, seq, event } => {
+                match &self.position {
+                    Some(p) if p.epoch == epoch && p.seq + 1 == seq => {}
+                    Some(p) if p.epoch == epoch && seq <= p.seq => return true, // already have it
+                    _ => return false,
+                }
+                self.position = Some(StreamPosition { epoch, seq });
+                self.room.apply(seq, &event);
+                self.after_event(&event);
+            }
+            ServerMessage::Progress { photo, stage, fraction, eta_ms } => {
+                self.progress.insert(photo, PhotoProgress { stage, fraction, eta_ms });
+            }
+            ServerMessage::Presence { members, total } => {
+                self.members = members;
+                self.members_total = total;
+            }
+            ServerMessage::PresenceDiff { joined, left, changed, total } => {
+                self.members_total = total;
+                self.members.retain(|m| !left.contains(&m.user));
+                for member in joined.into_iter().chain(changed) {
+                    match self.members.iter_mut().find(|m| m.user == member.user) {
+                        Some(slot) => *slot = member,
+                        None => self.members.push(member),
+                    }
+                }
+            }
+            ServerMessage::SystemStatus { status } => self.system = Some(status),
+            ServerMessage::SettingConflict { yours, theirs, theirs_by, revision } => {
+                self.conflicts.retain(|c| c.yours.field() != yours.field());
+                self.conflicts.push(PendingConflict { yours, theirs, theirs_by, revision });
+            }
+            ServerMessage::Error { message, .. } => self.toast(ToastKind::Error, message, None),
+            ServerMessage::Welcome { .. } | ServerMessage::Pong { .. } | ServerMessage::Uploaded { .. } => {}
+        }
+        true
+    }
+
+    fn after_event(&mut self, event: &RoomEvent) {
+        match event {
+            RoomEvent::PhotoRegistered { photo, shard, .. } => {
+                self.progress.remove(photo);
+                if shard.is_some() {
+                    self.latest_photo = Some(photo.clone());
+                }
+                let name = self.photo_name(photo);
+                self.toast(ToastKind::Success, format!("{name} joined the model"), Some(("View".into(), ToastAction::View)));
+            }
+            RoomEvent::PhotoPending { photo, reason } => {
+                self.progress.remove(photo);
+                let name = self.photo_name(photo);
+                self.toast(
+                    ToastKind::Warning,
+                    format!("{name} could not be placed yet: {reason}"),
+                    Some(("Retry".into(), ToastAction::RetryPhoto(photo.clone()))),
+                );
+            }
+            RoomEvent::PhotoFailed { photo, reason, retryable } => {
+                self.progress.remove(photo);
+                let name = self.photo_name(photo);
+                let action = retryable.then(|| ("Retry".into(), ToastAction::RetryPhoto(photo.clone())));
+                self.toast(ToastKind::Error, format!("{name} failed: {reason}"), action);
+            }
+            RoomEvent::PhotoCancelled { photo, .. } | RoomEvent::PhotoRemoved { photo, .. } => {
+                self.progress.remove(photo);
+            }
+            RoomEvent::RefinementDone { manifest, .. } => {
+                self.toast(ToastKind::Info, format!("Model refined: {} points", manifest.points()), None);
+            }
+            RoomEvent::SettingChanged { setting, by, .. } => {
+                self.conflicts.retain(|c| c.yours.field() != setting.field());
+                self.toast(ToastKind::Info, format!("{by} changed {}", setting.field().replace('_', " ")), None);
+            }
+            _ => {}
+        }
+    }
+
+    /// Photos in upload order with their state, for the cards.
+    pub fn photo_state(&self, id: &str) -> Option<PhotoState> {
+        self.room.photo(id).map(|p| p.status)
+    }
+}
+
+/// The page's handle on the room: the model in a signal and the outgoing queue.
+#[derive(Clone, Copy)]
+pub struct RoomStore {
+    pub model: RwSignal<RoomModel>,
+    /// Messages waiting for a connection, oldest first.
+    pub outbox: RwSignal<VecDeque<ClientMessage>>,
+    /// Bumped when something is put in the outbox, so the connection loop wakes.
+    pub outbox_changed: RwSignal<u64>,
+}
+
+impl Default for RoomStore {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl RoomStore {
+    pub fn new() -> Self {
+        Self { model: RwSignal::new(RoomModel::default()), outbox: RwSignal::new(VecDeque::new()), outbox_changed: RwSignal::new(0) }
+    }
+
+    /// Queues a message; it goes out now if connected, or after the next `welcome`.
+    pub fn send(&self, message: ClientMessage) {
+        self.outbox.update(|q| q.push_back(message));
+        self.outbox_changed.update(|n| *n += 1);
+    }
+
+    pub fn toast(&self, kind: ToastKind, text: impl Into<String>, action: Option<(String, ToastAction)>) {
+        let text = text.into();
+        self.model.update(|m| m.toast(kind, text, action));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::protocol::{CameraView, ShardRef};
+
+    fn at(seq: u64) -> StreamPosition {
+        StreamPosition { epoch: "e".into(), seq }
+    }
+
+    fn event(seq: u64, event: RoomEvent) -> ServerMessage {
+        ServerMessage::Event { epoch: "e".into(), seq, event }
+    }
+
+    fn camera(photo: &str) -> CameraView {
+        CameraView {
+            photo: photo.into(),
+            rotation: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+            center: [0.0; 3],
+            fx: 1.0,
+            fy: 1.0,
+            cx: 0.0,
+            cy: 0.0,
+            width: 1,
+            height: 1,
+        }
+    }
+
+    #[test]
+    fn events_fold_in_order_and_a_gap_is_reported() {
+        let mut model = RoomModel::default();
+        assert!(model.apply(ServerMessage::Snapshot { position: at(0), reset: false, room: RoomSnapshot::default() }));
+        let queued = RoomEvent::PhotoQueued { photo: "p".into(), name: "a.jpg".into(), by: "Ana".into(), bytes: 1, position: 1 };
+        assert!(model.apply(event(1, queued.clone())));
+        assert!(model.apply(event(1, queued)), "a repeat is ignored");
+        assert_eq!(model.room.photos.len(), 1);
+        model.apply(ServerMessage::Progress { photo: "p".into(), stage: "features".into(), fraction: 0.5, eta_ms: Some(900) });
+        assert_eq!(model.progress["p"].eta_ms, Some(900));
+        let registered = RoomEvent::PhotoRegistered { photo: "p".into(), camera: camera("p"), shard: Some(ShardRef { hash: "h".into(), points: 7 }) };
+        assert!(!model.apply(event(3, registered.clone())), "seq 2 is missing");
+        assert!(model.apply(event(2, registered)));
+        assert!(model.progress.is_empty());
+        assert_eq!(model.latest_photo.as_deref(), Some("p"));
+        assert_eq!(model.toasts.last().map(|t| (t.kind, t.text.as_str())), Some((ToastKind::Success, "a.jpg joined the model")));
+    }
+
+    #[test]
+    fn at_most_five_toasts_and_presence_diffs_apply() {
+        let mut model = RoomModel::default();
+        for i in 0..8 {
+            model.toast(ToastKind::Info, format!("t{i}"), None);
+        }
+        assert_eq!(model.toasts.iter().map(|t| t.text.as_str()).collect::<Vec<_>>(), vec!["t3", "t4", "t5", "t6", "t7"]);
+        let ana = Member { user: "a".into(), name: "Ana".into(), colour: "#000000".into(), uploading: 0, tabs: 1 };
+        model.apply(ServerMessage::Presence { members: vec![ana.clone()], total: 1 });
+        let ben = Member { user: "b".into(), name: "Ben".into(), ..ana.clone() };
+        model.apply(ServerMessage::PresenceDiff { joined: vec![ben], left: vec![], changed: vec![Member { uploading: 2, ..ana }], total: 2 });
+        assert_eq!(model.members.iter().map(|m| (m.name.as_str(), m.uploading)).collect::<Vec<_>>(), vec![("Ana", 2), ("Ben", 0)]);
+        model.apply(ServerMessage::PresenceDiff { joined: vec![], left: vec!["a".into()], changed: vec![], total: 1 });
+        assert_eq!(model.members.len(), 1);
+    }
+}
