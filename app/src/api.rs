@@ -65,3 +65,59 @@ pub fn remember_token(room: &RoomId, from_link: Option<String>) -> Option<String
         None => storage.and_then(|s| s.get_item(&key).ok().flatten()),
     }
 }
+
+/// Who this browser is: kept in local storage, chosen in the lobby on the first visit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Identity {
+    pub user: String,
+    pub name: String,
+    pub colour: String,
+}
+
+use crate::pages::COLOURS;
+
+/// The stored identity; a fresh one (random id, no name yet) on a first visit.
+pub fn identity() -> Identity {
+    let storage = storage();
+    let get = |key: &str| storage.as_ref().and_then(|s| s.get_item(key).ok().flatten()).filter(|v| !v.is_empty());
+    let user = get("vestige.user").unwrap_or_else(|| {
+        let id = format!("u-{:012x}", (js_sys::Math::random() * 2f64.powi(48)) as u64);
+        if let Some(storage) = &storage {
+            let _ = storage.set_item("vestige.user", &id);
+        }
+        id
+    });
+    let colour = get("vestige.colour").filter(|c| COLOURS.contains(&c.as_str())).unwrap_or_else(|| {
+        COLOURS[(js_sys::Math::random() * COLOURS.len() as f64) as usize % COLOURS.len()].to_owned()
+    });
+    Identity { user, name: get("vestige.name").unwrap_or_default(), colour }
+}
+
+pub fn save_identity(name: &str, colour: &str) {
+    if let Some(storage) = storage() {
+        let _ = storage.set_item("vestige.name", name);
+        let _ = storage.set_item("vestige.colour", colour);
+    }
+}
+
+/// Rooms this browser has been in, newest first: (id, link path).
+pub fn recent_rooms() -> Vec<(String, String)> {
+    storage()
+        .and_then(|s| s.get_item("vestige.recent").ok().flatten())
+        .and_then(|json| serde_json::from_str(&json).ok())
+        .unwrap_or_default()
+}
+
+pub fn remember_room(room: &RoomId, token: Option<&str>) {
+    let link = match token {
+        Some(token) => format!("/rooms/{room}?token={token}"),
+        None => format!("/rooms/{room}"),
+    };
+    let mut rooms = recent_rooms();
+    rooms.retain(|(id, _)| id != room.as_str());
+    rooms.insert(0, (room.to_string(), link));
+    rooms.truncate(12);
+    if let (Some(storage), Ok(json)) = (storage(), serde_json::to_string(&rooms)) {
+        let _ = storage.set_item("vestige.recent", &json);
+    }
+}

@@ -46,12 +46,15 @@ impl ConnectionState {
 /// after a server restart instead of having every tab knock at the same instant. The small floor
 /// keeps a tab that keeps drawing zeros from spinning.
 pub fn backoff_delay(attempt: u32, unit_sample: f64) -> Duration {
-    const BASE: f64 = 1.0;
-    const CAP: f64 = 30.0;
-    const FLOOR: f64 = 0.1;
-    let ceiling = (BASE * 2f64.powi(attempt.min(16) as i32)).min(CAP);
+    full_jitter(1.0, 30.0, 0.1, attempt, unit_sample)
+}
+
+/// Seconds: a uniform draw in `[0, min(cap, base·2^attempt)]`, at least `floor`. A sample that
+/// is not a number counts as 0.5.
+pub fn full_jitter(base: f64, cap: f64, floor: f64, attempt: u32, unit_sample: f64) -> Duration {
+    let ceiling = (base * 2f64.powi(attempt.min(16) as i32)).min(cap);
     let sample = if unit_sample.is_finite() { unit_sample.clamp(0.0, 1.0) } else { 0.5 };
-    Duration::from_secs_f64((ceiling * sample).max(FLOOR))
+    Duration::from_secs_f64((ceiling * sample).max(floor))
 }
 
 #[cfg(feature = "hydrate")]
@@ -60,12 +63,16 @@ pub use browser::connect;
 #[cfg(feature = "hydrate")]
 mod browser {
     use super::{backoff_delay, ConnectionState};
-    use crate::protocol::{
-        close_code, ClientMessage, RoomId, ServerMessage, StreamPosition, PROTOCOL_VERSION,
-    };
-    use futures::{SinkExt, StreamExt};
+    use crate::api::Identity;
+    use crate::protocol::{close_code, ClientMessage, RoomId, ServerMessage, PROTOCOL_VERSION};
+    use crate::room_state::RoomStore;
+    use futures::{FutureExt, SinkExt, StreamExt};
     use gloo_net::websocket::{futures::WebSocket, Message, WebSocketError};
     use leptos::prelude::*;
+    use std::time::Duration;
+
+    /// How often the loop looks at the outgoing queue while connected.
+    const OUTBOX_POLL: Duration = Duration::from_millis(100);
 
     /// The ws:// or wss:// URL of a room on the server that served this page.
     fn room_url(room: &RoomId, token: Option<&str>) -> Option<String> {
@@ -81,18 +88,23 @@ mod browser {
         GiveUp(String),
     }
 
-    /// Runs for the life of the page: connect, serve, back off, repeat.
-    pub fn connect(room: RoomId, token: Option<String>, state: RwSignal<ConnectionState>) {
+    /// Runs for the life of the page: connect, serve, back off, repeat. Everything received is
+    /// folded into `store`; everything `store.send` queues goes out once connected.
+    pub fn connect(
+        room: RoomId,
+        token: Option<String>,
+        identity: Identity,
+        state: RwSignal<ConnectionState>,
+        store: RoomStore,
+    ) {
         leptos::task::spawn_local(async move {
             let Some(url) = room_url(&room, token.as_deref()) else {
                 state.set(ConnectionState::Offline { reason: "no browser location".into() });
                 return;
             };
             let mut attempt: u32 = 0;
-            // Survives reconnects: the server resumes the stream right after it.
-            let mut position: Option<StreamPosition> = None;
             loop {
-                match run_once(&url, state, &mut position).await {
+                match run_once(&url, &identity, state, store).await {
                     Ended::GiveUp(reason) => {
                         state.set(ConnectionState::Offline { reason });
                         return;
@@ -113,57 +125,80 @@ mod browser {
                 }
                 let delay = backoff_delay(attempt, js_sys::Math::random());
                 attempt = attempt.saturating_add(1);
-                state.set(ConnectionState::Reconnecting { attempt, retry_in: delay });
-                gloo_timers::future::sleep(delay).await;
+                // Count down visibly, a second at a time.
+                let mut left = delay;
+                while !left.is_zero() {
+                    state.set(ConnectionState::Reconnecting { attempt, retry_in: left });
+                    let step = left.min(Duration::from_secs(1));
+                    gloo_timers::future::sleep(step).await;
+                    left = left.saturating_sub(step);
+                }
                 state.set(ConnectionState::Connecting);
             }
         });
     }
 
-    async fn run_once(
-        url: &str,
-        state: RwSignal<ConnectionState>,
-        position: &mut Option<StreamPosition>,
-    ) -> Ended {
+    async fn run_once(url: &str, identity: &Identity, state: RwSignal<ConnectionState>, store: RoomStore) -> Ended {
         let Ok(socket) = WebSocket::open(url) else {
             return Ended::Retry;
         };
-        let (mut sink, mut stream) = socket.split();
-        let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, name: None, resume: position.clone(), user: None, colour: None };
+        let (mut sink, stream) = socket.split();
+        let mut stream = stream.fuse();
+        let hello = ClientMessage::Hello {
+            version: PROTOCOL_VERSION,
+            name: Some(identity.name.clone()),
+            resume: store.model.with_untracked(|m| m.position.clone()),
+            user: Some(identity.user.clone()),
+            colour: Some(identity.colour.clone()),
+        };
         if sink.send(Message::Text(hello.to_json())).await.is_err() {
             return Ended::Retry;
         }
-        while let Some(frame) = stream.next().await {
+        let mut welcomed = false;
+        loop {
+            let mut tick = gloo_timers::future::sleep(OUTBOX_POLL).fuse();
+            let frame = futures::select! {
+                frame = stream.next() => frame,
+                () = tick => {
+                    // Messages made while offline wait for the welcome, then go in order.
+                    if welcomed {
+                        while let Some(message) = store.outbox.with_untracked(|q| q.front().cloned()) {
+                            if sink.send(Message::Text(message.to_json())).await.is_err() {
+                                return Ended::Retry;
+                            }
+                            store.outbox.update(|q| {
+                                q.pop_front();
+                            });
+                        }
+                    }
+                    continue;
+                }
+            };
+            let Some(frame) = frame else { return Ended::Retry };
             let text = match frame {
                 Ok(Message::Text(text)) => text,
                 Ok(Message::Bytes(_)) => continue,
                 Err(WebSocketError::ConnectionClose(close)) => return classify_close(close.code, &close.reason),
                 Err(_) => return Ended::Retry,
             };
-            match serde_json::from_str::<ServerMessage>(&text) {
-                Ok(ServerMessage::Welcome { connection_id, server_version, .. }) => {
-                    state.set(ConnectionState::Connected { connection_id, server_version });
+            let message = match serde_json::from_str::<ServerMessage>(&text) {
+                Ok(message) => message,
+                Err(err) => {
+                    leptos::logging::warn!("unreadable server message: {err}");
+                    continue;
                 }
-                Ok(ServerMessage::Snapshot { position: at, .. }) => *position = Some(at),
-                Ok(ServerMessage::Event { epoch, seq, .. }) => {
-                    let expected = position.as_ref().filter(|p| p.epoch == epoch).map(|p| p.seq + 1);
-                    if expected.is_some_and(|e| e != seq) {
-                        // A gap means our copy is wrong; reconnecting resumes from what we have.
-                        leptos::logging::warn!("stream gap: expected {expected:?}, got {seq}");
-                        return Ended::Retry;
-                    }
-                    *position = Some(StreamPosition { epoch, seq });
-                }
-                Ok(ServerMessage::Pong { .. }) => {}
-                Ok(ServerMessage::Error { message, .. }) => {
-                    leptos::logging::warn!("server refused a message: {message}");
-                }
-                // Presence, progress and load are shown by the room page (not yet wired).
-                Ok(_) => {}
-                Err(err) => leptos::logging::warn!("unreadable server message: {err}"),
+            };
+            if let ServerMessage::Welcome { connection_id, server_version, .. } = &message {
+                welcomed = true;
+                state.set(ConnectionState::Connected { connection_id: *connection_id, server_version: server_version.clone() });
+            }
+            let in_order = store.model.try_update(|m| m.apply(message)).unwrap_or(true);
+            if !in_order {
+                // A gap means our copy is wrong; reconnecting resumes from what we have.
+                leptos::logging::warn!("stream gap; resuming");
+                return Ended::Retry;
             }
         }
-        Ended::Retry
     }
 
     fn classify_close(code: u16, reason: &str) -> Ended {

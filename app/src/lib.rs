@@ -8,14 +8,22 @@
 //! It is not the server (no sockets, storage or reconstruction here). Anything that needs a
 //! browser API (the WebSocket, WebGL2, fetching shards) lives behind the `hydrate` feature; the
 //! logic around it is plain Rust, tested natively.
+// Leptos views are nested types; the room page is deeper than the default limit allows.
+#![recursion_limit = "256"]
 
 #[cfg(feature = "hydrate")]
 pub mod api;
+pub mod avatars;
 pub mod connection;
 pub mod pages;
+pub mod photo_uploads;
 pub mod protocol;
 pub mod room_state;
+pub mod settings_panel;
 pub mod shard;
+pub mod status;
+pub mod toasts;
+pub mod viewer;
 
 use leptos::prelude::*;
 use leptos_meta::{MetaTags, Stylesheet, Title, provide_meta_context};

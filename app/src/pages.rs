@@ -1,7 +1,15 @@
-//! The two pages: the lobby, where a user picks a room, and the room itself.
+//! The two pages: the lobby, where a user picks a room, and the room itself, which puts the
+//! viewer, uploads, presence, status, settings and toasts around one `RoomStore`.
 
+use crate::avatars::Avatars;
 use crate::connection::ConnectionState;
-use crate::protocol::RoomId;
+use crate::protocol::{RoomEvent, RoomId};
+use crate::room_state::RoomStore;
+use crate::settings_panel::SettingsPanel;
+use crate::status::{Downloads, RoomStatus};
+use crate::toasts::Toasts;
+use crate::photo_uploads::Uploads;
+use crate::viewer::{SceneData, Viewer};
 use leptos::prelude::*;
 use leptos_router::hooks::{use_navigate, use_params_map, use_query_map};
 
@@ -11,6 +19,23 @@ pub fn Lobby() -> impl IntoView {
     let (link, set_link) = signal(String::new());
     let (error, set_error) = signal(None::<String>);
     let (busy, set_busy) = signal(false);
+    let me = RwSignal::new(String::new());
+    let colour = RwSignal::new(String::new());
+    let recent = RwSignal::new(Vec::<(String, String)>::new());
+    // Local storage exists only in the browser: fill the form after hydration.
+    Effect::new(move |_| {
+        #[cfg(feature = "hydrate")]
+        {
+            let identity = crate::api::identity();
+            me.set(identity.name);
+            colour.set(identity.colour);
+            recent.set(crate::api::recent_rooms());
+        }
+    });
+    let remember_me = move || {
+        #[cfg(feature = "hydrate")]
+        crate::api::save_identity(me.get_untracked().trim(), &colour.get_untracked());
+    };
     let navigate = use_navigate();
     #[cfg(feature = "hydrate")]
     let navigate_created = navigate.clone();
@@ -45,6 +70,42 @@ pub fn Lobby() -> impl IntoView {
         <section class="lobby">
             <h1>"Vestige"</h1>
             <p class="tagline">"Photograph a heritage site together and watch its 3D model grow."</p>
+            <fieldset class="identity">
+                <legend>"You"</legend>
+                <label for="my-name">"Your name"</label>
+                <input
+                    id="my-name"
+                    autocomplete="nickname"
+                    maxlength="40"
+                    prop:value=move || me.get()
+                    on:change=move |ev| {
+                        me.set(event_target_value(&ev));
+                        remember_me();
+                    }
+                />
+                <div class="colours" role="radiogroup" aria-label="Your colour">
+                    {COLOURS.iter().map(|c| {
+                        let c = (*c).to_owned();
+                        let value = c.clone();
+                        let (style, label) = (format!("background-color: {c}"), format!("colour {c}"));
+                        view! {
+                            <label class="colour" style=style>
+                                <input
+                                    type="radio"
+                                    name="colour"
+                                    value=c.clone()
+                                    aria-label=label
+                                    prop:checked=move || colour.get() == value
+                                    on:change=move |_| {
+                                        colour.set(c.clone());
+                                        remember_me();
+                                    }
+                                />
+                            </label>
+                        }
+                    }).collect_view()}
+                </div>
+            </fieldset>
             <form class="join" on:submit=create>
                 <label for="room-name">"Room"</label>
                 <input
@@ -76,9 +137,22 @@ pub fn Lobby() -> impl IntoView {
                 <button type="submit">"Join"</button>
             </form>
             <p class="error" role="alert">{move || error.get()}</p>
+            <Show when=move || recent.with(|r| !r.is_empty())>
+                <nav class="recent" aria-labelledby="recent-title">
+                    <h2 id="recent-title">"Your rooms"</h2>
+                    <ul>
+                        <For each=move || recent.get() key=|(id, _)| id.clone() let:room>
+                            <li><a href=room.1.clone()>{room.0.clone()}</a></li>
+                        </For>
+                    </ul>
+                </nav>
+            </Show>
         </section>
     }
 }
+
+/// Colours offered for avatars; white initials are readable on each.
+pub const COLOURS: [&str; 8] = ["#c0392b", "#2e86c1", "#1e8449", "#8e44ad", "#d35400", "#117a65", "#7d3c98", "#34495e"];
 
 /// The room page path in an invitation link (full URL or path), checked before navigating.
 pub fn room_link(raw: &str) -> Result<String, String> {
@@ -95,6 +169,15 @@ pub fn room_link(raw: &str) -> Result<String, String> {
     })
 }
 
+/// What the room page needs once the browser has found the room's token (from the link or
+/// local storage) and who the user is.
+#[derive(Clone)]
+struct Entered {
+    room: RoomId,
+    token: Option<String>,
+    member: String,
+}
+
 #[component]
 pub fn RoomPage() -> impl IntoView {
     let params = use_params_map();
@@ -102,9 +185,11 @@ pub fn RoomPage() -> impl IntoView {
     let raw_room = move || params.read().get("room").unwrap_or_default();
     let room = Memo::new(move |_| RoomId::parse(&raw_room()));
     let state = RwSignal::new(ConnectionState::Connecting);
+    let store = RoomStore::new();
+    // Set in the browser only: the server renders the header and "connecting", the client
+    // then fills in the room (the token may live in local storage, which the server cannot see).
+    let entered = RwSignal::new(None::<Entered>);
 
-    // Effects run only in the browser, so the server renders "connecting" and the WASM client
-    // opens the socket after hydration.
     // Nothing tracked is read inside, so this runs exactly once per page.
     Effect::new(move |_| {
         let token = query.with_untracked(|q| q.get("token"));
@@ -112,11 +197,17 @@ pub fn RoomPage() -> impl IntoView {
             #[cfg(feature = "hydrate")]
             Ok(room) => {
                 let token = crate::api::remember_token(&room, token);
-                crate::connection::connect(room, token, state)
+                crate::api::remember_room(&room, token.as_deref());
+                let mut identity = crate::api::identity();
+                if identity.name.is_empty() {
+                    identity.name = format!("Guest {}", &identity.user[identity.user.len().saturating_sub(4)..]);
+                }
+                entered.set(Some(Entered { room: room.clone(), token: token.clone(), member: identity.name.clone() }));
+                crate::connection::connect(room, token, identity, state, store);
             }
             #[cfg(not(feature = "hydrate"))]
             Ok(_) => {
-                let _ = token;
+                let _ = (token, entered);
             }
             Err(err) => state.set(ConnectionState::Offline { reason: err.to_string() }),
         }
@@ -130,9 +221,66 @@ pub fn RoomPage() -> impl IntoView {
                     Ok(room) => room.to_string(),
                     Err(_) => "Invalid room".to_owned(),
                 }}</h1>
+                <Avatars store/>
                 <ConnectionIndicator state=state.read_only()/>
             </header>
+            {move || entered.get().map(|entered| view! { <RoomBody entered store/> })}
         </section>
+    }
+}
+
+#[component]
+fn RoomBody(entered: Entered, store: RoomStore) -> impl IntoView {
+    let Entered { room, token, member } = entered;
+    let scene = RwSignal::new(SceneData::new());
+    // The viewer's scene follows the room's manifest and cameras; its own logic keeps the old
+    // model on screen until a refinement's new one has fully arrived.
+    let manifest = Memo::new(move |_| store.model.with(|m| (m.room.manifest.clone(), m.room.cameras.clone())));
+    Effect::new(move |_| {
+        let (manifest, cameras) = manifest.get();
+        scene.update(|s| s.set_manifest(&manifest, Some(cameras)));
+    });
+    let latest = Memo::new(move |_| store.model.with(|m| m.latest_photo.clone()));
+    Effect::new(move |_| {
+        let Some(photo) = latest.get() else { return };
+        // Replaying the registration moves the viewer's highlight to that photo's points.
+        let event = store.model.with_untracked(|m| {
+            let camera = m.room.cameras.iter().find(|c| c.photo == photo).cloned()?;
+            Some(RoomEvent::PhotoRegistered { photo: photo.clone(), camera, shard: m.room.manifest.shards.last().cloned() })
+        });
+        if let Some(event) = event {
+            scene.update(|s| s.apply_event(&event, crate::viewer::now_ms()));
+        }
+    });
+    #[cfg(feature = "hydrate")]
+    crate::viewer::loader::ShardLoader::new(room.clone(), token.clone(), scene).watch();
+    let member = Signal::derive(move || member.clone());
+    // "View" on a toast brings the model into sight and gives it the keyboard.
+    let show_model = Callback::new(move |()| {
+        #[cfg(feature = "hydrate")]
+        if let Some(canvas) = web_sys::window()
+            .and_then(|w| w.document())
+            .and_then(|d| d.query_selector("[data-testid=viewer]").ok().flatten())
+        {
+            canvas.scroll_into_view();
+            if let Ok(canvas) = wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlElement>(canvas) {
+                let _ = canvas.focus();
+            }
+        }
+    });
+    view! {
+        <div class="room-body">
+            <div class="stage">
+                <Viewer scene/>
+                <RoomStatus store/>
+                <Downloads room=room.clone() token=token.clone()/>
+            </div>
+            <aside class="side">
+                <Uploads store room=room.clone() token=token.clone() member/>
+                <SettingsPanel store/>
+            </aside>
+            <Toasts store on_view=show_model/>
+        </div>
     }
 }
 

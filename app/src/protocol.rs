@@ -299,6 +299,17 @@ pub struct CameraView {
     pub height: u32,
 }
 
+impl CameraView {
+    /// A 100 x 80 pixel camera with a 100 px focal length and the given pose: a small, readable
+    /// fixture for tests and examples.
+    pub fn example(photo: &str, rotation: [[f64; 3]; 3], center: [f64; 3]) -> Self {
+        Self { photo: photo.into(), rotation, center, fx: 100.0, fy: 100.0, cx: 50.0, cy: 40.0, width: 100, height: 80 }
+    }
+}
+
+/// The identity rotation: a camera looking along +z.
+pub const IDENTITY: [[f64; 3]; 3] = [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]];
+
 /// A content-addressed block of points: `GET /api/rooms/{id}/shards/{hash}`, in the format of
 /// [`crate::shard`].
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -462,7 +473,7 @@ pub struct PhotoSummary {
     pub reason: Option<String>,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum PhotoState {
     Queued,
@@ -714,17 +725,7 @@ mod tests {
     }
 
     fn camera(photo: &str) -> CameraView {
-        CameraView {
-            photo: photo.into(),
-            rotation: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
-            center: [0.0; 3],
-            fx: 100.0,
-            fy: 100.0,
-            cx: 50.0,
-            cy: 40.0,
-            width: 100,
-            height: 80,
-        }
+        CameraView::example(photo, IDENTITY, [0.0; 3])
     }
 
     #[test]

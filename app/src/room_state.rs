@@ -234,17 +234,7 @@ mod tests {
     }
 
     fn camera(photo: &str) -> CameraView {
-        CameraView {
-            photo: photo.into(),
-            rotation: [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
-            center: [0.0; 3],
-            fx: 1.0,
-            fy: 1.0,
-            cx: 0.0,
-            cy: 0.0,
-            width: 1,
-            height: 1,
-        }
+        CameraView::example(photo, crate::protocol::IDENTITY, [0.0; 3])
     }
 
     #[test]

@@ -2,6 +2,8 @@
 //!
 //! It holds no logic of its own; cargo-leptos compiles it to WASM and the page's hydration
 //! script calls [`hydrate`].
+// Leptos views are nested types; the room page is deeper than the default limit allows.
+#![recursion_limit = "256"]
 
 #[cfg(feature = "hydrate")]
 #[wasm_bindgen::prelude::wasm_bindgen]

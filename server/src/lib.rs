@@ -3,6 +3,8 @@
 //!
 //! It is not the reconstruction engine (that is the `recon` crate, called from here) and holds no
 //! UI code (that is `app`, rendered here through leptos_axum).
+// Leptos views are nested types; the room page is deeper than the default limit allows.
+#![recursion_limit = "256"]
 
 pub mod config;
 pub mod event_log;
