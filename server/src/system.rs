@@ -86,6 +86,10 @@ pub fn spawn_background(state: AppState, archive_after: Duration) -> tokio::task
             }
             let status = status(&state, &mut cpu);
             state.inner.events.broadcast_all(&ServerMessage::SystemStatus { status });
+            let storage = state.inner.events.storage().clone();
+            if let Ok(Err(err)) = tokio::task::spawn_blocking(move || storage.checkpoint()).await {
+                tracing::warn!(%err, "WAL checkpoint failed; it is retried in 5 s");
+            }
             if last_archive.elapsed() >= archive_every {
                 last_archive = Instant::now();
                 let state = state.clone();
