@@ -11,7 +11,9 @@ clients=${CLIENTS:-1000}
 idle=${IDLE:-5000}
 datasets=${VESTIGE_DATASETS:-../shared/datasets}
 
-cargo build --profile server-release -p server --bin vestige
+# Through cargo-leptos, like the tests: a plain `cargo build` of the server binary lacks the
+# site settings cargo-leptos compiles in, and would leave a binary whose pages never hydrate.
+cargo leptos build --release
 cargo build --release -p loadgen
 server=target/server-release/vestige
 loadgen=target/release/loadgen

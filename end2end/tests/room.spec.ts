@@ -130,6 +130,9 @@ test('pages recover by themselves when the server is killed and restarted mid-se
     for (const page of [ana, ben]) {
       await expect(page.getByTestId('connection-state')).not.toHaveAttribute('data-state', 'connected');
     }
+    // Made while offline: queued in the page, sent after the reconnect.
+    await ana.getByLabel('Refine every (photos)').fill('7');
+    await ana.getByTestId('setting-refine_every').getByRole('button', { name: 'Save' }).click();
     const again = await startServer({ port, dataDir: server.dataDir });
     pid = again.pid;
     // No reload: the pages reconnect, resume, and end where a run without the restart ends.
@@ -140,8 +143,38 @@ test('pages recover by themselves when the server is killed and restarted mid-se
     if (referencePoints > 0) {
       expect(await pointCount(ana)).toBe(referencePoints);
     }
+    await expect(ben.getByLabel('Refine every (photos)')).toHaveValue('7');
+    await expect(ben.getByTestId('setting-refine_every')).toContainText('set by Ana');
     expect(await pointCount(ben)).toBe(await pointCount(ana));
   } finally {
     stopServer(pid);
   }
+});
+
+test('concurrent setting edits show a conflict with both values, resolved by averaging', async ({ browser, request }) => {
+  const room = await createRoom(request, baseURL(), 'reglages');
+  const link = `${baseURL()}${room.join_link}`;
+  const ana = await enter(browser, link, 'Ana');
+  const ben = await enter(browser, link, 'Ben');
+  const field = (page: Page) => page.getByLabel('Refine every (photos)');
+  const save = (page: Page) => page.getByTestId('setting-refine_every').getByRole('button', { name: 'Save' });
+  // Ben starts editing from the default; Ana saves first.
+  await field(ben).fill('20');
+  await field(ana).fill('5');
+  await save(ana).click();
+  await expect(ana.getByTestId('setting-refine_every')).toContainText('set by Ana');
+  await expect(ben.getByTestId('setting-refine_every')).toContainText('set by Ana');
+  await expect(field(ben)).toHaveValue('20'); // what Ben typed is not overwritten
+  await save(ben).click();
+  const conflict = ben.getByTestId('setting-conflict');
+  await expect(conflict).toContainText('Ana changed refine every to 5');
+  await expect(conflict).toContainText('yours: 20');
+  await expect(conflict.getByRole('button', { name: 'Keep mine' })).toBeVisible();
+  await expect(conflict.getByRole('button', { name: 'Use theirs' })).toBeVisible();
+  await conflict.getByRole('button', { name: /Average \(13\)/ }).click();
+  for (const page of [ana, ben]) {
+    await expect(field(page)).toHaveValue('13');
+    await expect(page.getByTestId('setting-refine_every')).toContainText('set by Ben');
+  }
+  await expect(conflict).toHaveCount(0);
 });
