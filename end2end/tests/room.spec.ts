@@ -82,6 +82,9 @@ test('two members see uploads, progress and the model grow; a newcomer gets the 
   // The canvas shows them: checked on its pixels, not on the DOM.
   await expect.poll(() => drawnPixels(ben), { timeout: 30_000 }).toBeGreaterThan(500);
 
+  // The server's periodic system status reaches the page.
+  await expect(ben.getByTestId('server-load')).toContainText(/\d+\/\d+ busy, \d+ waiting, CPU \d+ %/, { timeout: 15_000 });
+
   const cleo = await enter(browser, link, 'Cleo');
   await expect(registered(cleo)).toHaveText('4 / 4');
   expect(await pointCount(cleo)).toBe(referencePoints);
