@@ -1,7 +1,7 @@
 //! Each room's ordered, durable event stream and its fan-out to connected clients.
 //!
 //! The model is Centrifugo's: a stream has an epoch and a strictly increasing `seq`; every event
-//! is written to storage before anyone sees it; a client that comes back with its last
+//! is written to storage before anyone sees it (durability levels: [`crate::storage`]); a client that comes back with its last
 //! (epoch, seq) gets exactly the events after it, or a snapshot marked `reset` when they are
 //! gone. Each client has a bounded queue. A client whose queue is full is cut off (close code
 //! 4008) and recovers by resuming: a slow reader never slows the room.
@@ -11,7 +11,7 @@
 //! through its backlog, and everything after it through its queue, with no gap and no overlap.
 
 use crate::presence::Presence;
-use crate::storage::{NewPhoto, NewRoom, Storage, StorageError, now_unix};
+use crate::storage::{Durability, NewPhoto, NewRoom, Storage, StorageError, now_unix};
 use app::protocol::{RoomEvent, RoomId, RoomSnapshot, ServerMessage, StreamPosition};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -136,16 +136,24 @@ pub struct Decision<T> {
     pub events: Vec<RoomEvent>,
     /// A photo whose record goes in the same transaction (a removal).
     pub forget_photo: Option<String>,
+    /// `Written` unless the caller drops something once these events are stored (see
+    /// [`crate::storage`]).
+    pub durability: Durability,
     pub reply: T,
 }
 
 impl<T> Decision<T> {
     pub fn nothing(reply: T) -> Self {
-        Self { events: Vec::new(), forget_photo: None, reply }
+        Self::append(Vec::new(), reply)
     }
 
     pub fn append(events: Vec<RoomEvent>, reply: T) -> Self {
-        Self { events, forget_photo: None, reply }
+        Self { events, forget_photo: None, durability: Durability::Written, reply }
+    }
+
+    /// On the disk before anyone sees them, not only in the operating system's hands.
+    pub fn synced(self) -> Self {
+        Self { durability: Durability::Synced, ..self }
     }
 }
 
@@ -210,6 +218,15 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 fn event_frame(epoch: &str, seq: u64, event: &RoomEvent) -> Frame {
     ServerMessage::Event { epoch: epoch.to_owned(), seq, event: event.clone() }.to_json().into()
+}
+
+/// A stored event as sent now: as stored, unless a reboot has since given the room a new epoch.
+fn current_frame(room: &RoomId, epoch: &str, seq: u64, body: String) -> Result<Frame, EventLogError> {
+    let corrupt = |source| EventLogError::Corrupt { room: room.to_string(), seq, source };
+    match serde_json::from_str::<ServerMessage>(&body).map_err(corrupt)? {
+        ServerMessage::Event { epoch: stored, event, .. } if stored != epoch => Ok(event_frame(epoch, seq, &event)),
+        _ => Ok(Frame::from(body)),
+    }
 }
 
 fn new_epoch() -> String {
@@ -282,10 +299,15 @@ impl EventLog {
         for (seq, body) in self.storage.events_between(room.as_str(), folded_up_to, stored.head)? {
             let message: ServerMessage = serde_json::from_str(&body)
                 .map_err(|source| EventLogError::Corrupt { room: room.to_string(), seq, source })?;
-            if let ServerMessage::Event { event, .. } = &message {
-                state.apply(seq, event);
-            }
-            recent.push_back((seq, Frame::from(body)));
+            let frame = match &message {
+                ServerMessage::Event { event, epoch, .. } => {
+                    state.apply(seq, event);
+                    // Stored under an epoch that a reboot retired: resend under the current one.
+                    if *epoch == stored.epoch { Frame::from(body) } else { event_frame(&stored.epoch, seq, event) }
+                }
+                _ => Frame::from(body),
+            };
+            recent.push_back((seq, frame));
             if recent.len() > RECENT_EVENTS {
                 recent.pop_front();
             }
@@ -319,7 +341,7 @@ impl EventLog {
     ) -> Result<(StreamPosition, T), EventLogError> {
         let stream = self.stream(room)?;
         let mut stream = lock(&stream);
-        let Decision { events, forget_photo, reply } = decide(&stream.state);
+        let Decision { events, forget_photo, durability, reply } = decide(&stream.state);
         if events.is_empty() {
             return Ok((stream.position(), reply));
         }
@@ -332,8 +354,9 @@ impl EventLog {
             })
             .collect();
         let rows: Vec<(u64, String)> = framed.iter().map(|(seq, frame)| (*seq, frame.to_string())).collect();
-        // Written before it is applied or sent: nobody sees an event that a crash could lose.
-        self.storage.append_events(room.as_str(), &rows, forget_photo.as_deref())?;
+        // Written before it is applied or sent: nobody sees an event that a killed process could
+        // lose (and after a power cut, the new epoch tells clients; see `crate::storage`).
+        self.storage.append_events(room.as_str(), &rows, forget_photo.as_deref(), durability)?;
         for ((seq, frame), event) in framed.into_iter().zip(&events) {
             self.publish(&mut stream, seq, frame, event);
         }
@@ -480,7 +503,11 @@ impl EventLog {
         if stored.len() != wanted {
             return Ok(None);
         }
-        Ok(Some(stored.into_iter().map(|(_, body)| Frame::from(body)).collect()))
+        let mut frames = Vec::with_capacity(stored.len());
+        for (seq, body) in stored {
+            frames.push(current_frame(&stream.room, &stream.epoch, seq, body)?);
+        }
+        Ok(Some(frames))
     }
 
     /// The head and state of a room, for status pages.
@@ -636,6 +663,46 @@ mod tests {
         assert_eq!(head_again, head);
         assert_eq!(state_again, state);
         assert_eq!(log.append(&room(), note(0)).expect("append").seq, head.seq + 1);
+    }
+
+    #[test]
+    fn after_a_reboot_resumers_get_a_reset_and_replays_carry_the_new_epoch() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let open = |boot: &str, epoch: &str| {
+            let storage = Storage::open_at_boot(dir.path(), boot, epoch).expect("storage");
+            EventLog::with_options(Arc::new(storage), 64, Duration::ZERO)
+        };
+        let before = {
+            let log = open("boot-1", "unused");
+            let new = NewRoom { id: "auditorio", name: "Auditorio", public: true, owner_hash: "o", join_hash: "j" };
+            log.create_room(&new).expect("create");
+            for i in 1..=(RECENT_EVENTS as u64 + 5) {
+                log.append(&room(), note(i)).expect("append");
+            }
+            log.status(&room()).expect("status").0
+        };
+        // Same boot (a killed process): the history goes on under the same epoch.
+        let same = open("boot-1", "unused").status(&room()).expect("status").0;
+        assert_eq!(same, before);
+        let log = open("boot-2", "rebooted");
+        let (after, _) = log.status(&room()).expect("status");
+        assert_eq!(after, StreamPosition { epoch: "rebooted".into(), seq: before.seq });
+        // A client from before the reboot may have seen events that were lost: it starts over.
+        let joined = log.join(&room(), request(Some(&before))).expect("join");
+        assert!(matches!(joined.backlog, Backlog::Snapshot { reset: true, .. }));
+        // One that resumed under the new epoch gets old events re-stamped with it, from memory
+        // and from disk alike.
+        for from in [after.seq - 3, 2] {
+            let resume = StreamPosition { epoch: "rebooted".into(), seq: from };
+            let Backlog::Events(frames) = log.join(&room(), request(Some(&resume))).expect("join").backlog else {
+                panic!("expected a replay from {from}")
+            };
+            assert_eq!(frames.len() as u64, after.seq - from);
+            for frame in frames {
+                let Ok(ServerMessage::Event { epoch, .. }) = serde_json::from_str::<ServerMessage>(&frame) else { panic!("not an event") };
+                assert_eq!(epoch, "rebooted");
+            }
+        }
     }
 
     #[test]

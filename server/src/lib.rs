@@ -107,6 +107,9 @@ impl Bound {
             .map_err(|source| ServerError::Bind { addr: config.bind, source })?;
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
         let storage = Arc::new(storage::Storage::open(&config.data_dir)?);
+        if storage.restart() == storage::Restart::AfterReboot {
+            tracing::warn!("first start since the machine rebooted: every room has a new epoch, clients get fresh snapshots");
+        }
         let grace = Config::seconds(config.presence_grace_seconds, 5.0);
         let events = Arc::new(event_log::EventLog::with_options(storage, event_log::DEFAULT_CLIENT_QUEUE, grace));
         let pipeline = pipeline::Pipeline::start(events.clone(), &config.data_dir, config.workers());
@@ -137,6 +140,7 @@ impl Bound {
         let Self { listener, state, stop, archive_after } = self;
         let background = system::spawn_background(state.clone(), archive_after);
         let pipeline = state.inner.pipeline.clone();
+        let storage = state.inner.events.storage().clone();
         let app = router(state);
         let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
@@ -147,7 +151,13 @@ impl Bound {
             .await
             .map_err(ServerError::Serve);
         background.abort();
-        let _ = tokio::task::spawn_blocking(move || pipeline.shutdown()).await;
+        let _ = tokio::task::spawn_blocking(move || {
+            pipeline.shutdown();
+            if let Err(err) = storage.sync() {
+                tracing::error!(%err, "could not flush the database at shutdown");
+            }
+        })
+        .await;
         served
     }
 }

@@ -283,11 +283,12 @@ impl Pipeline {
         let (_, outcome) = self.inner.events.transact(room, |state| match state.photo(photo).map(|p| p.status) {
             Some(s) if s == status => {
                 lock(&work.queue).waiting.retain(|p| p != photo);
+                // Synced: the photo's file is deleted next, and must not outlive a lost removal.
                 Decision {
-                    events: vec![RoomEvent::PhotoRemoved { photo: photo.to_owned(), by: by.to_owned() }],
                     forget_photo: Some(photo.to_owned()),
-                    reply: Ok(()),
+                    ..Decision::append(vec![RoomEvent::PhotoRemoved { photo: photo.to_owned(), by: by.to_owned() }], Ok(()))
                 }
+                .synced()
             }
             _ => Decision::nothing(Err(CommandError::InvalidState("the photo changed meanwhile; try again".into()))),
         })?;
@@ -533,7 +534,8 @@ impl Inner {
         self.events
             .transact(room, |state| {
                 let missing = events.into_iter().filter(|e| not_yet_applied(state, e)).collect();
-                Decision::append(missing, ())
+                // Synced: the next save of `recon.bin` drops this outbox.
+                Decision::append(missing, ()).synced()
             })
             .map(|_| ())
     }

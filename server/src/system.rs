@@ -10,6 +10,9 @@ const STATUS_EVERY: Duration = Duration::from_secs(5);
 /// How often presence changes are sent: fast enough to feel live, slow enough to coalesce a
 /// burst of joins into one frame.
 const PRESENCE_EVERY: Duration = Duration::from_millis(250);
+/// Room events are on the disk at most this long after everyone saw them (see
+/// `crate::storage`): the window a power cut can take.
+const SYNC_EVERY: Duration = Duration::from_secs(1);
 
 /// Resident memory of this process in bytes (Linux; 0 elsewhere).
 pub fn resident_bytes() -> u64 {
@@ -75,9 +78,18 @@ pub fn spawn_background(state: AppState, archive_after: Duration) -> tokio::task
         let mut last_archive = Instant::now();
         let mut presence = tokio::time::interval(PRESENCE_EVERY);
         presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sync = tokio::time::interval(SYNC_EVERY);
+        sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 _ = ticker.tick() => {}
+                _ = sync.tick() => {
+                    let storage = state.inner.events.storage().clone();
+                    if let Ok(Err(err)) = tokio::task::spawn_blocking(move || storage.sync()).await {
+                        tracing::error!(%err, "room events could not be flushed to disk; retrying in 1 s");
+                    }
+                    continue;
+                }
                 _ = presence.tick() => {
                     let events = state.inner.events.clone();
                     let _ = tokio::task::spawn_blocking(move || events.flush_presence()).await;
