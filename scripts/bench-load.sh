@@ -15,6 +15,9 @@ datasets=${VESTIGE_DATASETS:-../shared/datasets}
 # site settings cargo-leptos compiles in, and would leave a binary whose pages never hydrate.
 cargo leptos build --release
 cargo build --release -p loadgen
+# The build leaves hundreds of megabytes of dirty pages; their writeback would stall the server's
+# writes and be measured as fan-out latency.
+sync
 server=target/server-release/vestige
 loadgen=target/release/loadgen
 

@@ -135,40 +135,53 @@ async fn fanout(addr: &str, clients: usize, messages: usize, rate: f64) -> Resul
     for mut socket in sockets {
         let start = start.clone();
         receivers.push(tokio::spawn(async move {
-            let mut latencies = Vec::with_capacity(messages);
+            let mut latencies: Vec<(usize, f64)> = Vec::with_capacity(messages);
             while latencies.len() < messages {
                 let Ok(Some(Ok(frame))) = tokio::time::timeout(Duration::from_secs(30), socket.next()).await else { break };
                 let Message::Text(text) = frame else { continue };
                 // A substring scan, not a JSON parse: the generator shares the server's two
                 // cores, and its own work should not show up as fan-out latency.
                 let received = start.elapsed().as_secs_f64() * 1000.0;
-                if let Some(sent) = text
-                    .split_once("\"text\":\"t=")
+                if let Some((index, sent)) = text
+                    .split_once("\"text\":\"n=")
                     .and_then(|(_, rest)| rest.split('"').next())
-                    .and_then(|v| v.parse::<f64>().ok())
+                    .and_then(|v| v.split_once(" t="))
+                    .and_then(|(n, t)| Some((n.parse::<usize>().ok()?, t.parse::<f64>().ok()?)))
                 {
-                    latencies.push(received - sent);
+                    latencies.push((index, received - sent));
                 }
             }
-            latencies
+            // The socket goes back too: closing a thousand connections while the last event is
+            // still being delivered to others would be measured as that event's latency.
+            (latencies, socket)
         }));
     }
     let mut sender = join(addr, &room, &token, "sender").await?;
     let gap = Duration::from_secs_f64(1.0 / rate.max(0.1));
-    for _ in 0..messages {
+    for index in 0..messages {
         let sent = start.elapsed().as_secs_f64() * 1000.0;
-        let note = ClientMessage::Note { text: format!("t={sent:.3}") };
+        let note = ClientMessage::Note { text: format!("n={index} t={sent:.3}") };
         sender.send(Message::text(note.to_json())).await.map_err(|e| e.to_string())?;
         tokio::time::sleep(gap).await;
     }
     let mut all = Vec::new();
     let mut short = 0;
+    // The slowest delivery of each event: a tail from a few slow events (a stall on the server)
+    // looks different from a tail spread over all of them (fan-out too slow).
+    let mut worst_of_event = vec![0.0f64; messages];
+    let mut open = Vec::with_capacity(receivers.len());
     for receiver in receivers {
-        let got = receiver.await.map_err(|e| e.to_string())?;
+        let (got, socket) = receiver.await.map_err(|e| e.to_string())?;
+        open.push(socket);
         if got.len() < messages {
             short += 1;
         }
-        all.extend(got);
+        for (index, latency) in got {
+            if let Some(worst) = worst_of_event.get_mut(index) {
+                *worst = worst.max(latency);
+            }
+            all.push(latency);
+        }
     }
     all.sort_by(f64::total_cmp);
     println!(
@@ -182,6 +195,10 @@ async fn fanout(addr: &str, clients: usize, messages: usize, rate: f64) -> Resul
         percentile(&all, 99.0),
         all.last().copied().unwrap_or(f64::NAN)
     );
+    let mut slowest: Vec<(usize, f64)> = worst_of_event.into_iter().enumerate().collect();
+    slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+    let listed: Vec<String> = slowest.iter().take(5).map(|(i, ms)| format!("#{i} {ms:.0} ms")).collect();
+    println!("fanout: slowest events (last delivery): {}", listed.join(", "));
     Ok(())
 }
 
