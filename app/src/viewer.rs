@@ -10,6 +10,8 @@
 //!   newest photo;
 //! - [`input`]: pointer, touch and keyboard gestures turned into camera moves;
 //! - [`loader`]: shard URLs and retry delays, and (in the browser) fetching shards into the scene;
+//! - [`detail`]: level of detail, an even subset of the points while the camera moves when
+//!   frames are slow (no GPU), everything once it rests;
 //! - `render` (browser only): WebGL2 through three-d, points as `GL_POINTS`, one vertex buffer
 //!   per shard;
 //! - [`component`]: the [`Viewer`] Leptos component, which renders plain markup on the server.
@@ -25,6 +27,7 @@
 pub mod bounds;
 pub mod camera;
 pub mod component;
+pub mod detail;
 pub mod frustum;
 pub mod input;
 pub mod loader;

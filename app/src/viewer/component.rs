@@ -4,7 +4,8 @@
 //! On the server it renders the markup only (canvas, controls, a status line). In the browser
 //! it opens the WebGL2 renderer on the canvas and draws on demand: a frame is requested when
 //! the scene, the camera or the canvas size changes, and frames keep coming only while the
-//! newest photo's highlight fades. It does not fetch anything or listen to the room: the page
+//! newest photo's highlight fades. While the camera moves, frames draw the subset of points
+//! that [`super::detail`] says they can afford, and a full frame follows once it rests. It does not fetch anything or listen to the room: the page
 //! owns the [`SceneData`] signal and feeds it (see [`super::loader`]).
 
 use super::camera::OrbitCamera;
@@ -171,6 +172,7 @@ pub fn Viewer(
 mod browser {
     use crate::viewer::bounds::Bounds;
     use crate::viewer::camera::OrbitCamera;
+    use crate::viewer::detail::{PointBudget, SETTLE_MS};
     use crate::viewer::now_ms;
     use crate::viewer::render::Renderer;
     use crate::viewer::scene::SceneData;
@@ -225,6 +227,14 @@ mod browser {
         bounds: Memo<Option<Bounds>>,
         camera: RwSignal<OrbitCamera>,
         size: RwSignal<(f64, f64)>,
+        /// What frames cost here, measured from the frames drawn.
+        budget: RefCell<PointBudget>,
+        /// When the camera last changed (`now_ms`).
+        moved_at: Cell<f64>,
+        /// The cost of a drawn frame is being measured.
+        probe_pending: Cell<bool>,
+        /// A full frame is due once the camera rests.
+        settle_pending: Cell<bool>,
     }
 
     impl Drop for Shared {
@@ -251,7 +261,9 @@ mod browser {
         }
 
         fn draw(self: &Rc<Self>) {
-            let animating = {
+            let now = now_ms();
+            let moving = now - self.moved_at.get() < SETTLE_MS;
+            let (animating, drawn, total) = {
                 let mut slot = self.renderer.borrow_mut();
                 let Some(renderer) = slot.as_mut() else { return };
                 if let Some(css) = renderer.resize() {
@@ -260,18 +272,59 @@ mod browser {
                 }
                 let Some(camera) = self.camera.try_get_untracked() else { return };
                 let bounds = self.bounds.try_get_untracked().flatten();
-                let now = now_ms();
                 self.scene
                     .try_with_untracked(|scene| {
                         renderer.sync(scene, bounds);
-                        renderer.render(scene, &camera, now);
-                        scene.is_animating(now)
+                        let total = renderer.points(scene);
+                        let budget = moving.then(|| self.budget.borrow().moving(total));
+                        let drawn = renderer.render(scene, &camera, now, budget);
+                        (scene.is_animating(now), drawn, total)
                     })
-                    .unwrap_or(false)
+                    .unwrap_or((false, 0, 0))
             };
+            self.measure(drawn, now);
+            if drawn < total {
+                self.settle_later();
+            }
             if animating {
                 self.request_frame();
             }
+        }
+
+        /// Times the frame just drawn: the browser starts the next animation frame only once the
+        /// GPU (or SwiftShader) has got through this one.
+        fn measure(self: &Rc<Self>, points: usize, drawn_at: f64) {
+            if self.probe_pending.replace(true) {
+                return;
+            }
+            let weak = Rc::downgrade(self);
+            request_animation_frame(move || {
+                if let Some(shared) = weak.upgrade() {
+                    shared.probe_pending.set(false);
+                    shared.budget.borrow_mut().observe(points, now_ms() - drawn_at);
+                }
+            });
+        }
+
+        /// Draws the whole model once the camera has rested for [`SETTLE_MS`].
+        fn settle_later(self: &Rc<Self>) {
+            if self.settle_pending.replace(true) {
+                return;
+            }
+            let wait = (self.moved_at.get() + SETTLE_MS - now_ms()).max(0.0) + 1.0;
+            let weak = Rc::downgrade(self);
+            set_timeout(
+                move || {
+                    let Some(shared) = weak.upgrade() else { return };
+                    shared.settle_pending.set(false);
+                    if now_ms() - shared.moved_at.get() >= SETTLE_MS {
+                        shared.request_frame();
+                    } else {
+                        shared.settle_later();
+                    }
+                },
+                std::time::Duration::from_millis(wait as u64),
+            );
         }
 
         fn observe(self: &Rc<Self>, element: &web_sys::HtmlCanvasElement) {
@@ -347,6 +400,10 @@ mod browser {
             bounds,
             camera,
             size,
+            budget: RefCell::new(PointBudget::default()),
+            moved_at: Cell::new(f64::NEG_INFINITY),
+            probe_pending: Cell::new(false),
+            settle_pending: Cell::new(false),
         });
         let setup = Rc::clone(&shared);
         Effect::new(move |_| {
@@ -367,9 +424,14 @@ mod browser {
                 }
             }
         });
+        let moved = Rc::clone(&shared);
+        Effect::new(move |_| {
+            camera.track();
+            moved.moved_at.set(now_ms());
+            moved.request_frame();
+        });
         Effect::new(move |_| {
             scene.track();
-            camera.track();
             shared.request_frame();
         });
     }

@@ -2,13 +2,15 @@
 //!
 //! Points are `GL_POINTS` from a small custom program, one position buffer and one colour
 //! buffer per shard: a shard is uploaded once when it arrives and freed when the scene drops
-//! it, and a frame is one draw call per shard, so a million points stays interactive. Camera
+//! it, and a frame is one draw call per shard. Points are uploaded in [`spread_order`], so a
+//! frame can draw a prefix of each buffer as an even subset while the camera moves. Camera
 //! frustums are one `GL_LINES` buffer, rebuilt only when the cameras or the model's size change.
 //!
 //! This module draws when told to; it does not schedule frames or read input (the component
 //! does), and it holds no scene state beyond GPU copies of what [`SceneData`] lists.
 
 use super::bounds::Bounds;
+use super::detail::{share, spread_order};
 use super::camera::OrbitCamera;
 use super::frustum::{depth_for_model, frustum_vertices};
 use super::scene::SceneData;
@@ -175,8 +177,8 @@ impl Renderer {
             if self.shards.contains_key(*hash) {
                 continue;
             }
-            let positions: Vec<[f32; 3]> = points.iter().map(|p| p.position).collect();
-            let colours: Vec<[u8; 3]> = points.iter().map(|p| p.color).collect();
+            let positions: Vec<[f32; 3]> = spread_order(points.len()).map(|i| points[i].position).collect();
+            let colours: Vec<[u8; 3]> = spread_order(points.len()).map(|i| points[i].color).collect();
             let count = i32::try_from(points.len()).unwrap_or(i32::MAX);
             self.shards.insert(
                 (*hash).to_owned(),
@@ -192,11 +194,20 @@ impl Renderer {
         self.synced = Some((scene.revision(), depth));
     }
 
-    /// Draws one frame of `scene` as seen by `camera`; `now_ms` drives the highlight fade.
-    pub fn render(&self, scene: &SceneData, camera: &OrbitCamera, now_ms: f64) {
+    /// Points in the GPU buffers that a frame of `scene` draws.
+    pub fn points(&self, scene: &SceneData) -> usize {
+        scene.drawn_shards().filter_map(|(hash, _)| self.shards.get(hash)).map(|s| s.count as usize).sum()
+    }
+
+    /// Draws one frame of `scene` as seen by `camera`, at most `budget` points of it (an even
+    /// subset); `now_ms` drives the highlight fade. Returns the points drawn.
+    pub fn render(&self, scene: &SceneData, camera: &OrbitCamera, now_ms: f64, budget: Option<usize>) -> usize {
         if self.gl.is_context_lost() {
-            return;
+            return 0;
         }
+        let total = self.points(scene);
+        let budget = budget.unwrap_or(total);
+        let mut drawn = 0;
         let (width, height) = self.buffer;
         let viewport = Viewport::new_at_origo(width, height);
         let view_projection = three_d::Mat4::from(camera.view_projection(f64::from(width) / f64::from(height)));
@@ -207,9 +218,12 @@ impl Renderer {
         let point_size = scene.point_size() * self.pixel_ratio as f32;
         for (hash, _) in scene.drawn_shards() {
             let Some(shard) = self.shards.get(hash) else { continue };
-            if shard.count == 0 {
+            let count = share(shard.count as usize, budget, total);
+            if count == 0 {
                 continue;
             }
+            drawn += count;
+            let count = i32::try_from(count).unwrap_or(i32::MAX);
             let strength = highlight.filter(|(h, _)| *h == hash).map_or(0.0, |(_, s)| s);
             self.points.use_uniform_if_required("u_view_projection", view_projection);
             self.points.use_uniform_if_required("u_point_size", point_size);
@@ -218,8 +232,8 @@ impl Renderer {
             self.points.use_vertex_attribute("a_color", &shard.colours);
             self.points.draw_with(RenderStates::default(), viewport, || {
                 // SAFETY: the program and both attribute buffers are bound by three-d above, and
-                // `count` is the number of vertices in each buffer.
-                unsafe { self.context.draw_arrays(POINTS, 0, shard.count) }
+                // `count` is at most the number of vertices in each buffer.
+                unsafe { self.context.draw_arrays(POINTS, 0, count) }
             });
         }
         if let Some(frustums) = &self.frustums {
@@ -233,5 +247,8 @@ impl Renderer {
                 unsafe { self.context.draw_arrays(LINES, 0, count) }
             });
         }
+        // For tests and benchmarks: how much of the model the last frame showed.
+        _ = self.canvas.set_attribute("data-drawn", &drawn.to_string());
+        drawn
     }
 }
