@@ -185,6 +185,8 @@ pub fn Uploads(store: RoomStore, room: RoomId, token: Option<String>, member: Si
                     multiple
                     accept="image/jpeg,image/png"
                     aria-label="Choose photos to upload"
+                    // The "Choose photos" button opens it: one tab stop, not two.
+                    tabindex="-1"
                     on:change=on_pick
                 />
                 <label class="camera-button">

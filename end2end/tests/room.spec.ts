@@ -53,6 +53,33 @@ async function drawnPixels(page: Page): Promise<number> {
   });
 }
 
+/** Fingers on the viewer: each path is one finger's positions (fractions of the canvas), moved
+ * together step by step, as touch pointer events. */
+async function touch(page: Page, paths: [number, number][][]) {
+  await page.getByTestId('viewer').evaluate(async (canvas, paths) => {
+    const box = canvas.getBoundingClientRect();
+    const fire = (type: string, finger: number, [x, y]: [number, number]) =>
+      canvas.dispatchEvent(new PointerEvent(type, {
+        pointerId: 10 + finger, pointerType: 'touch', isPrimary: finger === 0, bubbles: true, cancelable: true,
+        clientX: box.left + x * box.width, clientY: box.top + y * box.height, buttons: 1,
+      }));
+    const frame = () => new Promise((ok) => requestAnimationFrame(ok));
+    paths.forEach((path, finger) => fire('pointerdown', finger, path[0]));
+    for (let step = 1; step < paths[0].length; step++) {
+      paths.forEach((path, finger) => fire('pointermove', finger, path[step]));
+      await frame();
+    }
+    paths.forEach((path, finger) => fire('pointerup', finger, path[path.length - 1]));
+  }, paths);
+}
+
+/** The canvas as an image, once the camera has rested and the whole model is drawn. */
+async function restedImage(page: Page): Promise<string> {
+  const canvas = page.getByTestId('viewer');
+  await expect.poll(async () => (await canvas.getAttribute('data-drawn')) === (await canvas.getAttribute('data-points'))).toBe(true);
+  return canvas.evaluate((c: HTMLCanvasElement) => c.toDataURL());
+}
+
 let referencePoints = 0;
 
 test('two members see uploads, progress and the model grow; a newcomer gets the same model', async ({ browser, request }) => {
@@ -89,6 +116,17 @@ test('two members see uploads, progress and the model grow; a newcomer gets the 
   await expect(registered(cleo)).toHaveText('4 / 4');
   expect(await pointCount(cleo)).toBe(referencePoints);
   await expect.poll(() => drawnPixels(cleo), { timeout: 30_000 }).toBeGreaterThan(500);
+
+  // Touch: one finger orbits, two fingers pinch; each changes the view, and the model stays drawn.
+  // First the newest photo's highlight fades out: the view is still when two frames agree.
+  let still = await restedImage(cleo);
+  await expect.poll(async () => { const again = await restedImage(cleo); const same = again === still; still = again; return same; }, { timeout: 10_000 }).toBe(true);
+  await touch(cleo, [[[0.4, 0.5], [0.45, 0.5], [0.5, 0.5], [0.55, 0.52]]]);
+  const orbited = await restedImage(cleo);
+  expect(orbited).not.toBe(still);
+  await touch(cleo, [[[0.45, 0.5], [0.4, 0.5], [0.35, 0.5]], [[0.55, 0.5], [0.6, 0.5], [0.65, 0.5]]]);
+  expect(await restedImage(cleo)).not.toBe(orbited);
+  await expect.poll(() => drawnPixels(cleo)).toBeGreaterThan(500);
 
   mkdirSync(artifacts, { recursive: true });
   await ana.screenshot({ path: join(artifacts, 'room-desktop.png'), fullPage: true });
