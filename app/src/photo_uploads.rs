@@ -42,6 +42,26 @@ pub fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// Lowercase hex SHA-256 of `data`: by the browser's WebCrypto (native code, a few times faster
+/// than wasm), or in wasm where WebCrypto is missing (plain HTTP to another machine, such as a
+/// phone on the site's Wi-Fi, is not a secure context).
+#[cfg(feature = "hydrate")]
+pub async fn sha256_hex(data: &js_sys::Uint8Array) -> String {
+    let web_crypto = async {
+        let subtle = web_sys::window()?.crypto().ok()?.subtle();
+        let digest = subtle.digest_with_str_and_buffer_source("SHA-256", data).ok()?;
+        let digest = wasm_bindgen_futures::JsFuture::from(digest).await.ok()?;
+        Some(hex(&js_sys::Uint8Array::new(&digest).to_vec()))
+    };
+    match web_crypto.await {
+        Some(sha) => sha,
+        None => {
+            use sha2::Digest;
+            hex(&sha2::Sha256::digest(data.to_vec()))
+        }
+    }
+}
+
 /// "about 3 s", "about 2 min".
 pub fn eta_label(eta_ms: Option<u64>) -> Option<String> {
     let seconds = eta_ms?.div_ceil(1000);
@@ -288,7 +308,7 @@ fn PhotoCard(card: Card, thumbnail: Option<String>, store: RoomStore) -> impl In
 
 #[cfg(feature = "hydrate")]
 mod browser {
-    use super::{LocalState, LocalUpload, PARALLEL_UPLOADS, hex};
+    use super::{LocalState, LocalUpload, PARALLEL_UPLOADS, sha256_hex};
     use crate::protocol::RoomId;
     use crate::room_state::{RoomStore, ToastKind};
     use leptos::prelude::*;
@@ -303,7 +323,6 @@ mod browser {
     #[derive(Debug)]
     enum UploadError {
         Read,
-        Hash,
         Network,
         Refused(String),
     }
@@ -312,7 +331,6 @@ mod browser {
         fn message(&self) -> String {
             match self {
                 Self::Read => "the file could not be read".into(),
-                Self::Hash => "the browser could not compute the photo's id".into(),
                 Self::Network => "the server could not be reached; try again".into(),
                 Self::Refused(message) => message.clone(),
             }
@@ -397,12 +415,7 @@ mod browser {
             };
             set(LocalState::Hashing, None);
             let buffer = JsFuture::from(file.array_buffer()).await.map_err(|_| UploadError::Read)?;
-            let subtle = web_sys::window().ok_or(UploadError::Hash)?.crypto().map_err(|_| UploadError::Hash)?.subtle();
-            let digest = subtle
-                .digest_with_str_and_buffer_source("SHA-256", &js_sys::Uint8Array::new(&buffer))
-                .map_err(|_| UploadError::Hash)?;
-            let digest = JsFuture::from(digest).await.map_err(|_| UploadError::Hash)?;
-            let sha = hex(&js_sys::Uint8Array::new(&digest).to_vec());
+            let sha = sha256_hex(&js_sys::Uint8Array::new(&buffer)).await;
             set(LocalState::Uploading(0.0), Some(sha.clone()));
             let query = self.token.as_deref().map(|t| format!("?token={t}")).unwrap_or_default();
             let url = format!("/api/rooms/{}/photos/{sha}{query}", self.room);

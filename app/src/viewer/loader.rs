@@ -23,6 +23,9 @@ pub enum ShardFetchError {
     Status(u16),
     #[error("unreadable shard: {0}")]
     Decode(#[from] crate::shard::ShardError),
+    /// Bytes damaged on the way (a proxy, a broken cache): fetched again, never drawn.
+    #[error("the shard's bytes do not match its name (SHA-256 {got})")]
+    Corrupt { got: String },
 }
 
 /// Lowercase hex SHA-256, the only shape of shard name the server hands out.
@@ -158,9 +161,12 @@ mod browser {
 
         async fn fetch_until_done(&self, hash: &str) {
             let mut attempt = 0u32;
+            // After damaged bytes, past the HTTP cache: shards are cached as immutable, so a
+            // damaged copy there would otherwise come back on every retry.
+            let mut reload = false;
             // `try_with_untracked`: the page (and its signals) may be gone while we wait.
             while self.scene.try_with_untracked(|s| s.is_wanted(hash)).unwrap_or(false) {
-                match self.fetch(hash).await {
+                match self.fetch(hash, reload).await {
                     Ok(points) => {
                         let points = Arc::new(points);
                         self.scene.try_update(|s| s.insert_shard(hash, points, now_ms()));
@@ -171,6 +177,7 @@ mod browser {
                         return;
                     }
                     Err(err) => {
+                        reload = matches!(err, ShardFetchError::Corrupt { .. });
                         let delay = retry_delay(attempt, js_sys::Math::random());
                         leptos::logging::warn!("shard {hash} failed ({err}); retrying in {delay:?}");
                         attempt = attempt.saturating_add(1);
@@ -180,9 +187,11 @@ mod browser {
             }
         }
 
-        async fn fetch(&self, hash: &str) -> Result<Vec<crate::shard::ShardPoint>, ShardFetchError> {
+        async fn fetch(&self, hash: &str, reload: bool) -> Result<Vec<crate::shard::ShardPoint>, ShardFetchError> {
             let url = shard_url(&self.room, hash, self.token.as_deref())?;
+            let cache = if reload { web_sys::RequestCache::Reload } else { web_sys::RequestCache::Default };
             let response = gloo_net::http::Request::get(&url)
+                .cache(cache)
                 .send()
                 .await
                 .map_err(|e| ShardFetchError::Network(e.to_string()))?;
@@ -190,6 +199,11 @@ mod browser {
                 return Err(ShardFetchError::Status(response.status()));
             }
             let bytes = response.binary().await.map_err(|e| ShardFetchError::Network(e.to_string()))?;
+            // Shards are named by their SHA-256: check it, so damaged bytes are never drawn.
+            let got = crate::photo_uploads::sha256_hex(&js_sys::Uint8Array::from(bytes.as_slice())).await;
+            if got != hash {
+                return Err(ShardFetchError::Corrupt { got });
+            }
             Ok(crate::shard::decode(&bytes)?)
         }
     }
