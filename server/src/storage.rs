@@ -2,8 +2,9 @@
 //!
 //! Two levels of durability, chosen per write ([`Durability`]):
 //! - [`Durability::Synced`]: fsynced before the call returns, so it survives a power cut. Used
-//!   for what the server acknowledges to the person who handed it over: an uploaded photo
-//!   (before its 201) and the pipeline's outcome events (their outbox is dropped after them).
+//!   for what the server acknowledges over HTTP (an uploaded photo before its 201, a room created
+//!   or deleted), and for events after which something else is dropped (the pipeline's outcome
+//!   events, whose outbox goes with the next save; a removal, whose photo file is deleted).
 //! - [`Durability::Written`]: in the WAL file before the call returns, so it survives the
 //!   process being killed (the kernel has the bytes), and fsynced by [`Storage::sync`] within a
 //!   second. Used for room events, which reach every member right after: waiting for the disk
@@ -175,7 +176,10 @@ impl Storage {
     /// Creates a room with its first epoch. `Ok(false)` (and nothing written) when the id is
     /// taken.
     pub fn create_room(&self, room: &NewRoom<'_>, epoch: &str, now_unix: i64) -> Result<bool, StorageError> {
-        let created = self.conn().execute(
+        let conn = self.conn();
+        // Synced: the 201 hands out the room's tokens, which must keep working.
+        let _synced = SyncedCommit::start(&conn, Durability::Synced)?;
+        let created = conn.execute(
             "INSERT OR IGNORE INTO rooms (id, epoch, created_at, name, visibility, owner_hash, join_hash, last_active)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?3)",
             params![
@@ -219,7 +223,10 @@ impl Storage {
 
     /// Deletes a room with its events, snapshots and photo records.
     pub fn delete_room(&self, id: &str) -> Result<bool, StorageError> {
-        Ok(self.conn().execute("DELETE FROM rooms WHERE id = ?1", [id])? == 1)
+        let conn = self.conn();
+        // Synced: the owner was told it is gone.
+        let _synced = SyncedCommit::start(&conn, Durability::Synced)?;
+        Ok(conn.execute("DELETE FROM rooms WHERE id = ?1", [id])? == 1)
     }
 
     /// The room's stream. The room must exist.
