@@ -11,7 +11,7 @@
 //! through its backlog, and everything after it through its queue, with no gap and no overlap.
 
 use crate::presence::Presence;
-use crate::storage::{Durability, NewPhoto, NewRoom, Storage, StorageError, now_unix};
+use crate::storage::{Durability, NewPhoto, NewRoom, Storage, StorageError, new_epoch, now_unix};
 use app::protocol::{RoomEvent, RoomId, RoomSnapshot, ServerMessage, StreamPosition};
 use std::collections::{HashMap, VecDeque};
 use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
@@ -220,22 +220,18 @@ fn event_frame(epoch: &str, seq: u64, event: &RoomEvent) -> Frame {
     ServerMessage::Event { epoch: epoch.to_owned(), seq, event: event.clone() }.to_json().into()
 }
 
-/// A stored event as sent now: as stored, unless a reboot has since given the room a new epoch.
-fn current_frame(room: &RoomId, epoch: &str, seq: u64, body: String) -> Result<Frame, EventLogError> {
-    let corrupt = |source| EventLogError::Corrupt { room: room.to_string(), seq, source };
-    match serde_json::from_str::<ServerMessage>(&body).map_err(corrupt)? {
-        ServerMessage::Event { epoch: stored, event, .. } if stored != epoch => Ok(event_frame(epoch, seq, &event)),
-        _ => Ok(Frame::from(body)),
-    }
+/// A stored event, parsed.
+fn parse_stored(room: &RoomId, seq: u64, body: &str) -> Result<ServerMessage, EventLogError> {
+    serde_json::from_str(body).map_err(|source| EventLogError::Corrupt { room: room.to_string(), seq, source })
 }
 
-fn new_epoch() -> String {
-    // Unique enough to tell two histories of the same room name apart; not a secret.
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos())
-        .unwrap_or_default();
-    format!("{:x}", nanos & 0xffff_ffff_ffff)
+/// A stored event (`message` parsed from `body`) as sent now: as stored, unless a reboot has
+/// since given the room a new epoch.
+fn current_frame(epoch: &str, seq: u64, message: &ServerMessage, body: String) -> Frame {
+    match message {
+        ServerMessage::Event { epoch: stored, event, .. } if stored != epoch => event_frame(epoch, seq, event),
+        _ => Frame::from(body),
+    }
 }
 
 impl EventLog {
@@ -297,17 +293,11 @@ impl EventLog {
         };
         let mut recent = VecDeque::new();
         for (seq, body) in self.storage.events_between(room.as_str(), folded_up_to, stored.head)? {
-            let message: ServerMessage = serde_json::from_str(&body)
-                .map_err(|source| EventLogError::Corrupt { room: room.to_string(), seq, source })?;
-            let frame = match &message {
-                ServerMessage::Event { event, epoch, .. } => {
-                    state.apply(seq, event);
-                    // Stored under an epoch that a reboot retired: resend under the current one.
-                    if *epoch == stored.epoch { Frame::from(body) } else { event_frame(&stored.epoch, seq, event) }
-                }
-                _ => Frame::from(body),
-            };
-            recent.push_back((seq, frame));
+            let message = parse_stored(room, seq, &body)?;
+            if let ServerMessage::Event { event, .. } = &message {
+                state.apply(seq, event);
+            }
+            recent.push_back((seq, current_frame(&stored.epoch, seq, &message, body)));
             if recent.len() > RECENT_EVENTS {
                 recent.pop_front();
             }
@@ -505,7 +495,8 @@ impl EventLog {
         }
         let mut frames = Vec::with_capacity(stored.len());
         for (seq, body) in stored {
-            frames.push(current_frame(&stream.room, &stream.epoch, seq, body)?);
+            let message = parse_stored(&stream.room, seq, &body)?;
+            frames.push(current_frame(&stream.epoch, seq, &message, body));
         }
         Ok(Some(frames))
     }

@@ -117,7 +117,7 @@ impl Storage {
     pub fn open(data_dir: &Path) -> Result<Self, StorageError> {
         // Linux names each boot; elsewhere every start counts as the same boot.
         let boot = std::fs::read_to_string("/proc/sys/kernel/random/boot_id").unwrap_or_default();
-        Self::open_at_boot(data_dir, boot.trim(), &format!("{:x}", now_nanos()))
+        Self::open_at_boot(data_dir, boot.trim(), &new_epoch())
     }
 
     /// [`Storage::open`] for a given boot id, with `fresh_epoch` as the new epoch of every
@@ -380,11 +380,14 @@ fn wal_path(database: &Path) -> PathBuf {
     PathBuf::from(name)
 }
 
-fn now_nanos() -> u128 {
-    std::time::SystemTime::now()
+/// A fresh epoch for a room's stream: at creation, and for every room after a reboot.
+pub fn new_epoch() -> String {
+    // Unique enough to tell two histories of the same room name apart; not a secret.
+    let nanos = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_nanos())
-        .unwrap_or_default()
+        .unwrap_or_default();
+    format!("{:x}", nanos & 0xffff_ffff_ffff)
 }
 
 /// Switches the connection to `synchronous = FULL` for one commit, and back when dropped. In
@@ -423,21 +426,15 @@ fn note_boot(conn: &Connection, boot_id: &str, fresh_epoch: &str) -> Result<Rest
         return Ok(Restart::SameBoot);
     }
     let _synced = SyncedCommit::start(conn, Durability::Synced)?;
-    conn.execute_batch("BEGIN IMMEDIATE")?;
-    let rotated = (|| {
-        if previous.is_some() {
-            conn.execute("UPDATE rooms SET epoch = ?1", [fresh_epoch])?;
-        }
-        conn.execute(
-            "INSERT INTO meta (key, value) VALUES ('boot_id', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [boot_id],
-        )?;
-        conn.execute_batch("COMMIT")
-    })();
-    if let Err(err) = rotated {
-        let _ = conn.execute_batch("ROLLBACK");
-        return Err(err.into());
+    let tx = conn.unchecked_transaction()?;
+    if previous.is_some() {
+        tx.execute("UPDATE rooms SET epoch = ?1", [fresh_epoch])?;
     }
+    tx.execute(
+        "INSERT INTO meta (key, value) VALUES ('boot_id', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+        [boot_id],
+    )?;
+    tx.commit()?;
     Ok(if previous.is_some() { Restart::AfterReboot } else { Restart::SameBoot })
 }
 

@@ -177,8 +177,8 @@ impl Renderer {
             if self.shards.contains_key(*hash) {
                 continue;
             }
-            let positions: Vec<[f32; 3]> = spread_order(points.len()).map(|i| points[i].position).collect();
-            let colours: Vec<[u8; 3]> = spread_order(points.len()).map(|i| points[i].color).collect();
+            let (positions, colours): (Vec<[f32; 3]>, Vec<[u8; 3]>) =
+                spread_order(points.len()).map(|i| (points[i].position, points[i].color)).unzip();
             let count = i32::try_from(points.len()).unwrap_or(i32::MAX);
             self.shards.insert(
                 (*hash).to_owned(),
