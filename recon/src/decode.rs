@@ -1,7 +1,20 @@
-//! Photo bytes to an upright, downscaled RGB image plus the EXIF facts the pipeline uses.
+//! Photo bytes to an upright, downscaled RGB image plus the EXIF facts the pipeline uses
+//! ([`decode_photo`]), and a cheap proof that a photo is whole and decodable
+//! ([`validate_photo`]).
 //!
 //! Sizes are checked from the header before any pixel buffer exists, so a hostile header cannot
-//! make us allocate gigabytes.
+//! make us allocate gigabytes. Validation never holds pixels: a JPEG's entropy data is walked
+//! block by block without decoding (`jpeg_scan`), a PNG is inflated row by row. Decoding a PNG
+//! also goes row by row into an area-average downscale, so its memory follows the output size,
+//! not the input's. A JPEG is still decoded whole by zune-jpeg (through `image`) after the walk
+//! has proved it complete: that decoder pads missing data with grey instead of failing.
+//!
+//! This module does not colour-manage (ICC profiles and PNG gamma are ignored) and reads only
+//! the first image of an animated PNG.
+
+mod box_scale;
+mod jpeg_scan;
+mod png_stream;
 
 use std::io::Cursor;
 
@@ -11,6 +24,32 @@ use crate::error::ReconError;
 
 /// Sides shorter than this cannot hold enough keypoints to register.
 pub const MIN_SIDE: u32 = 32;
+
+/// Longest accepted side, JPEG's own limit. A PNG may claim more; refusing it keeps the
+/// row buffers of streamed decoding small.
+pub const MAX_SIDE: u32 = 65_535;
+
+/// The container of a photo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum PhotoFormat {
+    /// JPEG: baseline, extended sequential or progressive, Huffman-coded, 8-bit.
+    Jpeg,
+    /// PNG.
+    Png,
+}
+
+/// What [`validate_photo`] established about a whole photo.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct PhotoFacts {
+    /// Container format.
+    pub format: PhotoFormat,
+    /// Width as stored, before EXIF orientation.
+    pub width: u32,
+    /// Height as stored, before EXIF orientation.
+    pub height: u32,
+    /// EXIF orientation (1..=8), 1 when absent.
+    pub orientation: u8,
+}
 
 /// EXIF facts that matter for reconstruction.
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
@@ -38,30 +77,95 @@ pub struct DecodedPhoto {
     pub exif: ExifFacts,
 }
 
-fn sniff_format(bytes: &[u8]) -> Result<ImageFormat, ReconError> {
+fn sniff_format(bytes: &[u8]) -> Result<PhotoFormat, ReconError> {
     if bytes.is_empty() {
         return Err(ReconError::EmptyInput);
     }
     if bytes.starts_with(&[0xFF, 0xD8, 0xFF]) {
-        Ok(ImageFormat::Jpeg)
+        Ok(PhotoFormat::Jpeg)
     } else if bytes.starts_with(&[0x89, b'P', b'N', b'G', 0x0D, 0x0A, 0x1A, 0x0A]) {
-        Ok(ImageFormat::Png)
+        Ok(PhotoFormat::Png)
     } else {
         Err(ReconError::UnsupportedFormat)
     }
 }
 
-/// Whether an end-of-image marker follows the last start-of-scan. The JPEG decoder pads a
-/// truncated scan with grey instead of failing, which would feed half an image to matching.
-/// Entropy-coded data stuffs every 0xFF, so 0xFFD9 after the scan can only be the real marker.
-fn jpeg_has_end(bytes: &[u8]) -> bool {
-    let last_scan = bytes.windows(2).rposition(|w| w == [0xFF, 0xDA]);
-    match last_scan {
-        Some(at) => bytes
-            .get(at..)
-            .is_some_and(|tail| tail.windows(2).any(|w| w == [0xFF, 0xD9])),
-        None => false,
+/// The header-size rules shared by both formats and both entry points.
+fn check_size(width: u32, height: u32, max_pixels: u64) -> Result<(), ReconError> {
+    if u64::from(width) * u64::from(height) > max_pixels {
+        return Err(ReconError::ImageTooLarge {
+            width,
+            height,
+            max_pixels,
+        });
     }
+    if width < MIN_SIDE || height < MIN_SIDE {
+        return Err(ReconError::ImageTooSmall {
+            width,
+            height,
+            min_side: MIN_SIDE,
+        });
+    }
+    Ok(())
+}
+
+/// Walk a whole JPEG (see `jpeg_scan`), checking its size first.
+fn walk_jpeg(bytes: &[u8], max_pixels: u64) -> Result<jpeg_scan::JpegSummary, ReconError> {
+    let summary = jpeg_scan::walk(bytes, |w, h| check_size(w, h, max_pixels))?;
+    if summary.skipped_refinements > 0 {
+        tracing::debug!(
+            width = summary.width,
+            height = summary.height,
+            scans = summary.scans,
+            skipped = summary.skipped_refinements,
+            "progressive JPEG too large to walk its refinement scans bit by bit"
+        );
+    }
+    Ok(summary)
+}
+
+/// Processing size of an upright `width` x `height` photo and the processing pixels per
+/// original pixel. The rounded width defines the factor, as the sides agree to within half a
+/// pixel.
+fn target_size(width: u32, height: u32, max_side: u32) -> (u32, u32, f64) {
+    let long_side = width.max(height);
+    if long_side <= max_side {
+        return (width, height, 1.0);
+    }
+    let scale = f64::from(max_side) / f64::from(long_side);
+    let w = ((f64::from(width) * scale).round() as u32).clamp(1, width);
+    let h = ((f64::from(height) * scale).round() as u32).clamp(1, height);
+    (w, h, f64::from(w) / f64::from(width))
+}
+
+/// Prove that `bytes` is a whole, decodable JPEG or PNG of at most `max_pixels` pixels and at
+/// least [`MIN_SIDE`] a side, without decoding it to pixels.
+///
+/// Size errors ([`ReconError::ImageTooLarge`], [`ReconError::ImageTooSmall`]) come from the
+/// header, before any image data is read. A JPEG's every scan is entropy-decoded to its last
+/// block (a cut file, even one patched with an end marker, or a header claiming more blocks
+/// than the data holds is [`ReconError::Decode`]); a PNG is inflated and unfiltered row by row
+/// with every checksum verified up to IEND. Memory stays at a few MiB whatever the header
+/// claims; time is proportional to the file's data (for PNG, to its decompressed size).
+///
+/// One gap: a progressive JPEG of more than about 11 to 22 megapixels (see
+/// `jpeg_scan::REFINE_STATE_BYTES`) has its AC refinement scans followed only to their end, so a
+/// cut inside such a scan, which loses the lowest bit of some coefficients, is not noticed.
+pub fn validate_photo(bytes: &[u8], max_pixels: u64) -> Result<PhotoFacts, ReconError> {
+    let format = sniff_format(bytes)?;
+    let (width, height) = match format {
+        PhotoFormat::Jpeg => {
+            let summary = walk_jpeg(bytes, max_pixels)?;
+            (summary.width, summary.height)
+        }
+        PhotoFormat::Png => png_stream::validate(bytes, max_pixels)?,
+    };
+    Ok(PhotoFacts {
+        format,
+        width,
+        height,
+        orientation: read_exif(bytes).orientation,
+    })
 }
 
 fn read_exif(bytes: &[u8]) -> ExifFacts {
@@ -96,44 +200,37 @@ fn read_exif(bytes: &[u8]) -> ExifFacts {
 }
 
 /// Decode `bytes` (JPEG or PNG), apply EXIF orientation and downscale to `max_side`.
+///
+/// Refuses what [`validate_photo`] refuses. A PNG is reduced row by row (area average) and
+/// never held at full size; a JPEG is proved whole first, then decoded at full size and
+/// resized.
 pub fn decode_photo(
     bytes: &[u8],
     max_side: u32,
     max_pixels: u64,
 ) -> Result<DecodedPhoto, ReconError> {
-    let format = sniff_format(bytes)?;
-    if format == ImageFormat::Jpeg && !jpeg_has_end(bytes) {
-        return Err(ReconError::Decode(
-            "truncated JPEG: no end-of-image marker after the scan".into(),
-        ));
+    match sniff_format(bytes)? {
+        PhotoFormat::Png => png_stream::decode(bytes, max_side, max_pixels, read_exif(bytes)),
+        PhotoFormat::Jpeg => {
+            let summary = walk_jpeg(bytes, max_pixels)?;
+            decode_jpeg(bytes, summary.width, summary.height, max_side)
+        }
     }
-    let reader = |limits: Limits| {
-        let mut r = ImageReader::with_format(Cursor::new(bytes), format);
-        r.limits(limits);
-        r
-    };
-    let (width, height) = reader(Limits::default())
-        .into_dimensions()
-        .map_err(|e| ReconError::Decode(e.to_string()))?;
+}
+
+fn decode_jpeg(
+    bytes: &[u8],
+    width: u32,
+    height: u32,
+    max_side: u32,
+) -> Result<DecodedPhoto, ReconError> {
     let pixels = u64::from(width) * u64::from(height);
-    if pixels > max_pixels {
-        return Err(ReconError::ImageTooLarge {
-            width,
-            height,
-            max_pixels,
-        });
-    }
-    if width < MIN_SIDE || height < MIN_SIDE {
-        return Err(ReconError::ImageTooSmall {
-            width,
-            height,
-            min_side: MIN_SIDE,
-        });
-    }
     let mut limits = Limits::default();
-    // Room for the widest pixel type (16-bit RGBA) plus decoder scratch.
+    // Room for the widest pixel type plus decoder scratch.
     limits.max_alloc = Some(pixels.saturating_mul(8).saturating_add(64 << 20));
-    let image = reader(limits)
+    let mut reader = ImageReader::with_format(Cursor::new(bytes), ImageFormat::Jpeg);
+    reader.limits(limits);
+    let image = reader
         .decode()
         .map_err(|e| ReconError::Decode(e.to_string()))?;
     let exif = read_exif(bytes);
@@ -145,17 +242,10 @@ pub fn decode_photo(
         image.apply_orientation(orientation);
     }
     let (original_width, original_height) = (image.width(), image.height());
-    let long_side = original_width.max(original_height);
     let mut rgb = image.into_rgb8();
-    let mut scale = 1.0;
-    if long_side > max_side {
-        scale = f64::from(max_side) / f64::from(long_side);
-        let w = ((f64::from(original_width) * scale).round() as u32).max(1);
-        let h = ((f64::from(original_height) * scale).round() as u32).max(1);
+    let (w, h, scale) = target_size(original_width, original_height, max_side);
+    if (w, h) != (original_width, original_height) {
         rgb = image::imageops::resize(&rgb, w, h, FilterType::Triangle);
-        // The rounded size defines the real factor; use the horizontal one, as the sides agree
-        // to within half a pixel.
-        scale = f64::from(w) / f64::from(original_width);
     }
     Ok(DecodedPhoto {
         rgb,
@@ -164,4 +254,33 @@ pub fn decode_photo(
         scale,
         exif,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn target_size_keeps_small_photos_and_rounds_the_factor() {
+        assert_eq!(target_size(100, 50, 200), (100, 50, 1.0));
+        assert_eq!(target_size(200, 200, 200), (200, 200, 1.0));
+        let (w, h, scale) = target_size(3072, 2048, 1600);
+        assert_eq!((w, h), (1600, 1067));
+        assert_eq!(scale, 1600.0 / 3072.0);
+        // A sliver keeps at least one pixel.
+        assert_eq!(target_size(60_000, 32, 256).1, 1);
+    }
+
+    #[test]
+    fn size_rules_refuse_too_large_before_too_small() {
+        assert!(check_size(32, 32, 1024).is_ok());
+        assert!(matches!(
+            check_size(100_000, 1, 1000),
+            Err(ReconError::ImageTooLarge { .. })
+        ));
+        assert!(matches!(
+            check_size(31, 100, 1_000_000),
+            Err(ReconError::ImageTooSmall { .. })
+        ));
+    }
 }
