@@ -170,12 +170,11 @@ pub fn room_link(raw: &str) -> Result<String, String> {
 }
 
 /// What the room page needs once the browser has found the room's token (from the link or
-/// local storage) and who the user is.
+/// local storage).
 #[derive(Clone)]
 struct Entered {
     room: RoomId,
     token: Option<String>,
-    member: String,
 }
 
 #[component]
@@ -202,7 +201,7 @@ pub fn RoomPage() -> impl IntoView {
                 if identity.name.is_empty() {
                     identity.name = format!("Guest {}", &identity.user[identity.user.len().saturating_sub(4)..]);
                 }
-                entered.set(Some(Entered { room: room.clone(), token: token.clone(), member: identity.name.clone() }));
+                entered.set(Some(Entered { room: room.clone(), token: token.clone() }));
                 crate::connection::connect(room, token, identity, state, store);
             }
             #[cfg(not(feature = "hydrate"))]
@@ -231,7 +230,7 @@ pub fn RoomPage() -> impl IntoView {
 
 #[component]
 fn RoomBody(entered: Entered, store: RoomStore) -> impl IntoView {
-    let Entered { room, token, member } = entered;
+    let Entered { room, token } = entered;
     let scene = RwSignal::new(SceneData::new());
     // The viewer's scene follows the room's manifest and cameras; its own logic keeps the old
     // model on screen until a refinement's new one has fully arrived.
@@ -254,7 +253,6 @@ fn RoomBody(entered: Entered, store: RoomStore) -> impl IntoView {
     });
     #[cfg(feature = "hydrate")]
     crate::viewer::loader::ShardLoader::new(room.clone(), token.clone(), scene).watch();
-    let member = Signal::derive(move || member.clone());
     // "View" on a toast brings the model into sight and gives it the keyboard.
     let show_model = Callback::new(move |()| {
         #[cfg(feature = "hydrate")]
@@ -276,7 +274,7 @@ fn RoomBody(entered: Entered, store: RoomStore) -> impl IntoView {
                 <Downloads room=room.clone() token=token.clone()/>
             </div>
             <aside class="side">
-                <Uploads store room=room.clone() token=token.clone() member/>
+                <Uploads store room=room.clone() token=token.clone()/>
                 <SettingsPanel store/>
             </aside>
             <Toasts store on_view=show_model/>

@@ -121,12 +121,12 @@ pub fn in_flight(local: &[LocalUpload]) -> u32 {
 }
 
 #[component]
-pub fn Uploads(store: RoomStore, room: RoomId, token: Option<String>, member: Signal<String>) -> impl IntoView {
+pub fn Uploads(store: RoomStore, room: RoomId, token: Option<String>) -> impl IntoView {
     let local = RwSignal::new(Vec::<LocalUpload>::new());
     #[cfg(feature = "hydrate")]
-    let uploader = StoredValue::new_local(browser::Uploader::new(store, room.clone(), token.clone(), member, local));
+    let uploader = StoredValue::new_local(browser::Uploader::new(store, room.clone(), token.clone(), local));
     #[cfg(not(feature = "hydrate"))]
-    let _ = (&room, &token, member);
+    let _ = (&room, &token);
     // Presence shows who is uploading.
     let busy = Memo::new(move |_| local.with(|l| in_flight(l)));
     Effect::new(move |previous: Option<u32>| {
@@ -345,14 +345,13 @@ mod browser {
         store: RoomStore,
         room: RoomId,
         token: Option<String>,
-        member: Signal<String>,
         local: RwSignal<Vec<LocalUpload>>,
         queue: Rc<RefCell<Queue>>,
     }
 
     impl Uploader {
-        pub fn new(store: RoomStore, room: RoomId, token: Option<String>, member: Signal<String>, local: RwSignal<Vec<LocalUpload>>) -> Self {
-            Self { store, room, token, member, local, queue: Rc::default() }
+        pub fn new(store: RoomStore, room: RoomId, token: Option<String>, local: RwSignal<Vec<LocalUpload>>) -> Self {
+            Self { store, room, token, local, queue: Rc::default() }
         }
 
         pub fn add(&self, files: web_sys::FileList) {
@@ -419,7 +418,8 @@ mod browser {
             set(LocalState::Uploading(0.0), Some(sha.clone()));
             let query = self.token.as_deref().map(|t| format!("?token={t}")).unwrap_or_default();
             let url = format!("/api/rooms/{}/photos/{sha}{query}", self.room);
-            let (status, body) = put(&url, file, &self.member.get_untracked(), move |f| set(LocalState::Uploading(f), None)).await?;
+            let key = self.store.model.with_untracked(|m| m.upload_key.clone());
+            let (status, body) = put(&url, file, key.as_deref(), move |f| set(LocalState::Uploading(f), None)).await?;
             match status {
                 200 | 201 => Ok(()),
                 _ => {
@@ -434,11 +434,15 @@ mod browser {
     }
 
     /// PUTs the file with XMLHttpRequest, the one browser API that reports upload progress.
-    async fn put(url: &str, file: &web_sys::File, member: &str, progress: impl Fn(f32) + 'static) -> Result<(u16, String), UploadError> {
+    async fn put(url: &str, file: &web_sys::File, upload_key: Option<&str>, progress: impl Fn(f32) + 'static) -> Result<(u16, String), UploadError> {
         let xhr = web_sys::XmlHttpRequest::new().map_err(|_| UploadError::Network)?;
         xhr.open_with_async("PUT", url, true).map_err(|_| UploadError::Network)?;
-        let _ = xhr.set_request_header("x-photo-name", &file.name().chars().filter(|c| c.is_ascii() && !c.is_control()).collect::<String>());
-        let _ = xhr.set_request_header("x-member-name", &member.chars().filter(|c| c.is_ascii() && !c.is_control()).collect::<String>());
+        // Header values are bytes, not text: RFC 8187 carries any file name intact.
+        let name = String::from(js_sys::encode_uri_component(&file.name()));
+        let _ = xhr.set_request_header("x-photo-name", &format!("UTF-8''{name}"));
+        if let Some(key) = upload_key {
+            let _ = xhr.set_request_header("x-vestige-session", key);
+        }
         let on_progress = Closure::<dyn Fn(web_sys::ProgressEvent)>::new(move |ev: web_sys::ProgressEvent| {
             if ev.length_computable() && ev.total() > 0.0 {
                 progress((ev.loaded() / ev.total()) as f32);

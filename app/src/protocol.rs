@@ -29,6 +29,8 @@ pub mod close_code {
     pub const ROOM_NOT_FOUND: u16 = 4004;
     /// The client fell too far behind; reconnect and resume from the last (epoch, seq).
     pub const TOO_SLOW: u16 = 4008;
+    /// A frame over the size limit was refused from its header (RFC 6455's "message too big").
+    pub const MESSAGE_TOO_BIG: u16 = 1009;
     /// The server could not serve the room right now (storage failure); retry with backoff.
     pub const INTERNAL_ERROR: u16 = 1011;
 }
@@ -173,6 +175,11 @@ pub enum ServerMessage {
         server_version: String,
         /// The room stream's head when this connection joined it.
         head: StreamPosition,
+        /// Proves that an HTTP photo upload comes from this member: sent back in the
+        /// `x-vestige-session` header, it names the uploader with this connection's name. Valid
+        /// while the connection is open.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        upload_key: Option<String>,
     },
     /// The whole room state at `position`. `reset` is true when the client asked to resume but
     /// the events it missed are no longer available: it must replace, not merge, what it has.
@@ -695,6 +702,7 @@ mod tests {
             connection_id: 3,
             server_version: "0.1.0".into(),
             head: StreamPosition { epoch: "e1".into(), seq: 4 },
+            upload_key: Some("k".into()),
         };
         let json = welcome.to_json();
         assert_eq!(serde_json::from_str::<ServerMessage>(&json).unwrap(), welcome);

@@ -69,6 +69,8 @@ pub struct RoomModel {
     next_toast: u64,
     /// The photo whose points arrived last, for the viewer's highlight.
     pub latest_photo: Option<String>,
+    /// This connection's key for naming us on HTTP uploads (from `welcome`).
+    pub upload_key: Option<String>,
 }
 
 /// Toasts shown at once; older ones make room.
@@ -137,7 +139,8 @@ impl RoomModel {
                 self.conflicts.push(PendingConflict { yours, theirs, theirs_by, revision });
             }
             ServerMessage::Error { message, .. } => self.toast(ToastKind::Error, message, None),
-            ServerMessage::Welcome { .. } | ServerMessage::Pong { .. } | ServerMessage::Uploaded { .. } => {}
+            ServerMessage::Welcome { upload_key, .. } => self.upload_key = upload_key,
+            ServerMessage::Pong { .. } | ServerMessage::Uploaded { .. } => {}
         }
         true
     }

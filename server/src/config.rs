@@ -61,6 +61,57 @@ pub struct Config {
     #[arg(long, env = "VESTIGE_ARCHIVE_AFTER_DAYS", default_value_t = 30.0)]
     pub archive_after_days: f64,
 
+    /// Rooms one address may create per hour (burst: a tenth of that, at least 3).
+    #[arg(long, env = "VESTIGE_ROOMS_PER_HOUR", default_value_t = 30.0)]
+    pub rooms_per_hour: f64,
+
+    /// Refused room lookups (no such room, wrong token) allowed per second from one address,
+    /// with a burst of 30; past that the address gets 429 on room routes for a while.
+    #[arg(long, env = "VESTIGE_LOOKUPS_PER_SECOND", default_value_t = 1.0)]
+    pub lookups_per_second: f64,
+
+    /// Hours after which a room that never received a photo, note or setting is deleted and its
+    /// name becomes free.
+    #[arg(long, env = "VESTIGE_UNUSED_ROOM_HOURS", default_value_t = 24.0)]
+    pub unused_room_hours: f64,
+
+    /// Most open TCP connections (pages, API calls and WebSockets together). Also held below the
+    /// process's open-file limit, less descriptors kept for the database and photo files.
+    #[arg(long, env = "VESTIGE_MAX_CONNECTIONS", default_value_t = 10_000)]
+    pub max_connections: usize,
+
+    /// Most open TCP connections from one address.
+    #[arg(long, env = "VESTIGE_MAX_CONNECTIONS_PER_ADDRESS", default_value_t = 256)]
+    pub max_connections_per_address: usize,
+
+    /// Seconds a client has to send a request's headers, from its first byte or from the end of
+    /// its previous request.
+    #[arg(long, env = "VESTIGE_HEADER_TIMEOUT_SECONDS", default_value_t = 10.0)]
+    pub header_timeout_seconds: f64,
+
+    /// Seconds a client has to send a whole request body (a photo upload included).
+    #[arg(long, env = "VESTIGE_BODY_TIMEOUT_SECONDS", default_value_t = 300.0)]
+    pub body_timeout_seconds: f64,
+
+    /// Seconds a connection may pass with no byte in either direction before it is closed.
+    #[arg(long, env = "VESTIGE_IDLE_TIMEOUT_SECONDS", default_value_t = 60.0)]
+    pub idle_timeout_seconds: f64,
+
+    /// Uploaded photos checked (decoded) at the same time; others wait their turn
+    /// (default: the number of cores).
+    #[arg(long, env = "VESTIGE_IMAGE_CHECKS")]
+    pub image_checks: Option<usize>,
+
+    /// MiB of WebSocket `upload_image` frames held in memory at once over all connections; a
+    /// frame waits (its sender is not read) until it fits.
+    #[arg(long, env = "VESTIGE_WS_UPLOAD_MEMORY_MIB", default_value_t = 128)]
+    pub ws_upload_memory_mib: usize,
+
+    /// Web page origins (scheme://host[:port]) allowed to open room WebSockets besides the
+    /// server's own; repeat the flag or separate with commas.
+    #[arg(long, env = "VESTIGE_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Vec<String>,
+
     /// Log line format.
     #[arg(long, env = "VESTIGE_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
     pub log_format: LogFormat,
@@ -89,6 +140,17 @@ impl Config {
             heartbeat_seconds: 15.0,
             presence_grace_seconds: 5.0,
             archive_after_days: 30.0,
+            rooms_per_hour: 30.0,
+            lookups_per_second: 1.0,
+            unused_room_hours: 24.0,
+            max_connections: 10_000,
+            max_connections_per_address: 256,
+            header_timeout_seconds: 10.0,
+            body_timeout_seconds: 300.0,
+            idle_timeout_seconds: 60.0,
+            image_checks: None,
+            ws_upload_memory_mib: 128,
+            allowed_origins: Vec::new(),
             log_format: LogFormat::Text,
         }
     }
@@ -96,9 +158,11 @@ impl Config {
 
 impl Config {
     pub fn workers(&self) -> usize {
-        self.workers
-            .filter(|n| *n > 0)
-            .unwrap_or_else(|| std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1))
+        self.workers.filter(|n| *n > 0).unwrap_or_else(cores)
+    }
+
+    pub fn image_checks(&self) -> usize {
+        self.image_checks.filter(|n| *n > 0).unwrap_or_else(cores)
     }
 
     /// A duration from a seconds flag, refusing nonsense (negative, NaN) by using `default`.
@@ -106,4 +170,8 @@ impl Config {
         let value = if value.is_finite() && value >= 0.0 { value } else { default };
         std::time::Duration::from_secs_f64(value.min(1e9))
     }
+}
+
+fn cores() -> usize {
+    std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1)
 }

@@ -269,7 +269,12 @@ impl EventLog {
 
     /// Creates a room with a fresh epoch; `false` when the id is taken.
     pub fn create_room(&self, room: &NewRoom<'_>) -> Result<bool, EventLogError> {
-        Ok(self.storage.create_room(room, &new_epoch(), now_unix())?)
+        self.create_room_within(room, u64::MAX)
+    }
+
+    /// Creates a room unless `max_live` rooms that are not archived exist already.
+    pub fn create_room_within(&self, room: &NewRoom<'_>, max_live: u64) -> Result<bool, EventLogError> {
+        Ok(self.storage.create_room(room, &new_epoch(), now_unix(), max_live)?)
     }
 
     /// The room's stream, loaded from storage on first use.

@@ -6,25 +6,36 @@
 // Leptos views are nested types; the room page is deeper than the default limit allows.
 #![recursion_limit = "256"]
 
+pub mod access;
+pub mod archive;
 pub mod config;
+pub mod connections;
+pub mod digest;
+pub mod durable;
 pub mod event_log;
 pub mod health;
+pub mod layout;
 pub mod limits;
 pub mod metrics;
 pub mod pipeline;
 pub mod presence;
 pub mod room;
+pub mod security;
 pub mod session;
 pub mod settings;
 pub mod shards;
 pub mod state;
 pub mod storage;
 pub mod system;
+pub mod text;
 pub mod upload;
+pub mod ws_frames;
 
 use app::{App, shell};
 use axum::Router;
-use axum::extract::DefaultBodyLimit;
+use axum::extract::{DefaultBodyLimit, Request, State};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use config::Config;
 use leptos::prelude::LeptosOptions;
@@ -33,6 +44,7 @@ use state::AppState;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use tower_http::trace::TraceLayer;
@@ -62,19 +74,25 @@ fn leptos_options(config: &Config, addr: SocketAddr) -> LeptosOptions {
         .build()
 }
 
+/// Largest JSON body of the API (room creation).
+const MAX_JSON_BODY: usize = 64 * 1024;
+/// How long any request but an upload or a WebSocket may take to arrive and be answered, at
+/// most (`--body-timeout-seconds` when shorter).
+const QUICK_DEADLINE: Duration = Duration::from_secs(30);
+
 pub fn router(state: AppState) -> Router {
     let routes = generate_route_list(App);
     let leptos = state.leptos.clone();
-    Router::new()
+    let quick_deadline = state.inner.body_timeout.min(QUICK_DEADLINE);
+    // Uploads have their own body deadline; WebSockets live long.
+    let long = Router::new()
+        .route("/ws/rooms/{room}", get(session::upgrade))
+        .route("/api/rooms/{room}/photos/{photo}", put(upload::put_photo));
+    let quick = Router::new()
         .route("/health", get(health::health))
         .route("/metrics", get(metrics::metrics))
-        .route("/ws/rooms/{room}", get(session::upgrade))
-        .route("/api/rooms", post(room::create).get(room::list))
+        .route("/api/rooms", post(room::create).get(room::list).layer(DefaultBodyLimit::max(MAX_JSON_BODY)))
         .route("/api/rooms/{room}", get(room::status).delete(room::delete))
-        .route(
-            "/api/rooms/{room}/photos/{photo}",
-            put(upload::put_photo).layer(DefaultBodyLimit::max(state.inner.max_upload_bytes)),
-        )
         // Quantised coordinates of neighbouring points share their high bytes: gzip takes the
         // wire cost below the 9 bytes a point of the raw format.
         .route(
@@ -85,8 +103,26 @@ pub fn router(state: AppState) -> Router {
         .route("/api/rooms/{room}/cameras.json", get(shards::cameras_json))
         .leptos_routes(&state, routes, move || shell(leptos.clone()))
         .fallback(leptos_axum::file_and_error_handler::<AppState, _>(shell))
-        .layer(TraceLayer::new_for_http())
+        .layer(middleware::from_fn_with_state(quick_deadline, deadline));
+    long.merge(quick)
+        .layer(middleware::from_fn(security::headers))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request| {
+            tracing::debug_span!("request", method = %request.method(), uri = %security::redacted(request.uri()))
+        }))
         .with_state(state)
+}
+
+/// Answers 408 when a request is not read and answered within `limit`: a client trickling its
+/// body cannot hold a connection and a task for longer.
+async fn deadline(State(limit): State<Duration>, request: Request, next: Next) -> Response {
+    match tokio::time::timeout(limit, next.run(request)).await {
+        Ok(response) => response,
+        Err(_) => access::ApiError::Timeout(format!(
+            "the request was not complete within {} s; send it again",
+            limit.as_secs()
+        ))
+        .into_response(),
+    }
 }
 
 /// A bound, not yet running server. Binding first lets callers (tests, the CLI) learn the real
@@ -95,17 +131,26 @@ pub struct Bound {
     listener: TcpListener,
     state: AppState,
     stop: watch::Sender<bool>,
-    archive_after: std::time::Duration,
+    chores: system::Chores,
+    timeouts: connections::Timeouts,
 }
 
 impl Bound {
     pub async fn bind(config: &Config) -> Result<Self, ServerError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| ServerError::DataDir { path: config.data_dir.clone(), source })?;
+        let open_files = connections::raise_open_file_limit();
+        let cap = connections::connection_cap(config.max_connections, open_files);
+        tracing::info!(open_files, max_connections = cap, per_address = config.max_connections_per_address, "connection limits");
+        let gate = connections::Gate::new(cap, config.max_connections_per_address);
         let listener = TcpListener::bind(config.bind)
             .await
             .map_err(|source| ServerError::Bind { addr: config.bind, source })?;
         let addr = listener.local_addr().map_err(ServerError::Serve)?;
+        let swept = durable::sweep_partials(&config.data_dir.join("rooms"));
+        if swept > 0 {
+            tracing::info!(swept, "temporary files of interrupted writes removed");
+        }
         let storage = Arc::new(storage::Storage::open(&config.data_dir)?);
         if storage.restart() == storage::Restart::AfterReboot {
             tracing::warn!("first start since the machine rebooted: every room has a new epoch, clients get fresh snapshots");
@@ -121,9 +166,15 @@ impl Bound {
             tracing::info!(queued, "photos acknowledged before the restart are queued again");
         }
         let (stop, stopping) = watch::channel(false);
-        let state = AppState::new(leptos_options(config, addr), config, events, pipeline, stopping);
-        let archive_after = Config::seconds(config.archive_after_days * 86_400.0, 30.0 * 86_400.0);
-        Ok(Self { listener, state, stop, archive_after })
+        let state = AppState::new(leptos_options(config, addr), config, events, pipeline, gate, stopping);
+        let chores = system::Chores {
+            archive_after: Config::seconds(config.archive_after_days * 86_400.0, 30.0 * 86_400.0),
+            unused_after: Config::seconds(config.unused_room_hours * 3600.0, 24.0 * 3600.0),
+        };
+        // A WebSocket is pinged every heartbeat: never call it idle before two have passed.
+        let idle = Config::seconds(config.idle_timeout_seconds, 60.0).max(state.inner.heartbeat * 2);
+        let timeouts = connections::Timeouts { header: Config::seconds(config.header_timeout_seconds, 10.0), idle };
+        Ok(Self { listener, state, stop, chores, timeouts })
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr, ServerError> {
@@ -137,19 +188,18 @@ impl Bound {
     /// Serves until `shutdown` resolves, then tells every session to close, stops the
     /// reconstruction workers and waits for both.
     pub async fn serve(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
-        let Self { listener, state, stop, archive_after } = self;
-        let background = system::spawn_background(state.clone(), archive_after);
+        let Self { listener, state, stop, chores, timeouts } = self;
+        let background = system::spawn_background(state.clone(), chores);
         let pipeline = state.inner.pipeline.clone();
         let storage = state.inner.events.storage().clone();
+        let gate = state.inner.connections.clone();
         let app = router(state);
-        let served = axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down: closing sessions");
-                let _ = stop.send(true);
-            })
-            .await
-            .map_err(ServerError::Serve);
+        let stopping = async move {
+            shutdown.await;
+            tracing::info!("shutting down: closing sessions");
+            let _ = stop.send(true);
+        };
+        connections::serve(listener, app, gate, timeouts, stopping, Duration::from_secs(10)).await;
         background.abort();
         let _ = tokio::task::spawn_blocking(move || {
             pipeline.shutdown();
@@ -158,7 +208,7 @@ impl Bound {
             }
         })
         .await;
-        served
+        Ok(())
     }
 }
 

@@ -41,6 +41,14 @@ impl RateLimiter {
         self.check_at(ip, Instant::now())
     }
 
+    /// Whether `ip` has a token left, without taking it.
+    pub fn peek(&self, ip: IpAddr) -> Result<(), Duration> {
+        let buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(bucket) = buckets.get(&ip) else { return Ok(()) };
+        let tokens = (bucket.tokens + Instant::now().duration_since(bucket.at).as_secs_f64() * self.rate).min(self.burst);
+        if tokens >= 1.0 { Ok(()) } else { Err(Duration::from_secs_f64((1.0 - tokens) / self.rate)) }
+    }
+
     fn check_at(&self, ip: IpAddr, now: Instant) -> Result<(), Duration> {
         let mut buckets = self.buckets.lock().unwrap_or_else(|p| p.into_inner());
         if buckets.len() > SWEEP_ABOVE {

@@ -15,7 +15,8 @@
 
 use crate::event_log::{Decision, EventLog, EventLogError};
 use crate::shards::ShardStore;
-use crate::upload::{photo_path, write_durably};
+use crate::durable::write_durably;
+use crate::layout::photo_path;
 use app::protocol::{
     CameraView, KnownIntrinsics, Manifest, PhotoState, RoomEvent, RoomId, RoomSettings, RoomSnapshot,
     ServerMessage,

@@ -1,171 +1,24 @@
-//! Rooms as resources: creation with an owner token and a join link, access checks for every
-//! room route, listing, status, deletion, and archiving of idle rooms.
+//! Rooms as resources: creation with an owner token and a join link, listing, status and
+//! deletion. Who may enter is `crate::access`; archiving and expiry are `crate::archive`.
 //!
-//! Tokens are capabilities: 256 random bits, shown once at creation, stored only as SHA-256. A
-//! private room (the default) answers 401 without a token and 403 with a wrong one; the owner
-//! token can also delete the room. Public rooms need no token to join.
+//! Tokens are capabilities: 256 random bits, shown once at creation, stored only as SHA-256.
+//! Creation is rate-limited per address and only rooms that are not archived count against the
+//! server's room limit.
 
+use crate::access::{Access, ApiError, TokenQuery, authorize, new_token, token_hash};
+use crate::archive;
 use crate::event_log::EventLogError;
-use crate::shards::hex;
 use crate::state::AppState;
-use crate::storage::{NewRoom, RoomRow, now_unix};
+use crate::storage::{NewRoom, StorageError};
+use crate::text;
 use app::protocol::{PhotoCounts, RefinementInfo, RoomId, RoomSettings, StreamPosition};
 use axum::Json;
 use axum::extract::rejection::JsonRejection;
-use axum::extract::{Path, Query, State};
-use axum::http::{HeaderMap, StatusCode, header};
-use axum::response::{IntoResponse, Response};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
 use serde::{Deserialize, Serialize};
-use sha2::{Digest, Sha256};
-use std::time::Duration;
-use tracing::{info, warn};
-
-/// Errors of the JSON API, each with a status, a stable code and a message for the user.
-#[derive(Debug, thiserror::Error)]
-pub enum ApiError {
-    #[error("{1}")]
-    BadRequest(&'static str, String),
-    #[error("this room needs a token: open it with its invitation link")]
-    MissingToken,
-    #[error("{0}")]
-    Forbidden(String),
-    #[error("{1}")]
-    NotFound(&'static str, String),
-    #[error("{1}")]
-    Limit(&'static str, String),
-    #[error("too many requests from your address; retry in {0} s")]
-    RateLimited(u64),
-    #[error("{0}")]
-    Unavailable(String),
-}
-
-impl ApiError {
-    fn status_and_code(&self) -> (StatusCode, &'static str) {
-        match self {
-            Self::BadRequest(code, _) => (StatusCode::BAD_REQUEST, code),
-            Self::MissingToken => (StatusCode::UNAUTHORIZED, "token_required"),
-            Self::Forbidden(_) => (StatusCode::FORBIDDEN, "forbidden"),
-            Self::NotFound(code, _) => (StatusCode::NOT_FOUND, code),
-            Self::Limit(code, _) => (StatusCode::CONFLICT, code),
-            Self::RateLimited(_) => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
-            Self::Unavailable(_) => (StatusCode::SERVICE_UNAVAILABLE, "unavailable"),
-        }
-    }
-}
-
-impl From<EventLogError> for ApiError {
-    fn from(err: EventLogError) -> Self {
-        match err {
-            EventLogError::NoSuchRoom(room) => Self::NotFound("room_not_found", format!("there is no room {room}")),
-            other => {
-                warn!(err = %other, "storage failure");
-                Self::Unavailable("the room could not be read; try again".into())
-            }
-        }
-    }
-}
-
-impl IntoResponse for ApiError {
-    fn into_response(self) -> Response {
-        let (status, code) = self.status_and_code();
-        let mut response = (status, Json(serde_json::json!({ "error": code, "message": self.to_string() }))).into_response();
-        if let Self::RateLimited(seconds) = self
-            && let Ok(value) = seconds.to_string().parse()
-        {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        response
-    }
-}
-
-/// `?token=` on room routes; the `Authorization: Bearer` header works too.
-#[derive(Debug, Default, Deserialize)]
-pub struct TokenQuery {
-    pub token: Option<String>,
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
-pub enum Access {
-    Member,
-    Owner,
-}
-
-fn token_hash(token: &str) -> String {
-    hex(&Sha256::digest(token.as_bytes()))
-}
-
-fn new_token() -> Result<String, ApiError> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).map_err(|_| ApiError::Unavailable("no randomness available; try again".into()))?;
-    Ok(hex(&bytes))
-}
-
-/// The token a request carries, from the query or the Authorization header.
-pub fn request_token<'a>(headers: &'a HeaderMap, query: &'a TokenQuery) -> Option<&'a str> {
-    query.token.as_deref().filter(|t| !t.is_empty()).or_else(|| {
-        headers
-            .get(header::AUTHORIZATION)
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .map(str::trim)
-    })
-}
-
-/// Checks that the room exists and the request may enter it with `need`. Opening an archived
-/// room brings it back.
-pub async fn authorize(
-    state: &AppState,
-    raw_room: &str,
-    headers: &HeaderMap,
-    query: &TokenQuery,
-    need: Access,
-) -> Result<(RoomId, Access), ApiError> {
-    let room = RoomId::parse(raw_room).map_err(|err| ApiError::BadRequest("bad_room_id", err.to_string()))?;
-    let token = request_token(headers, query).map(str::to_owned);
-    let storage = state.inner.events.storage().clone();
-    let id = room.clone();
-    let row = tokio::task::spawn_blocking(move || storage.room(id.as_str()))
-        .await
-        .map_err(|_| ApiError::Unavailable("try again".into()))?
-        .map_err(|err| ApiError::from(EventLogError::from(err)))?
-        .ok_or_else(|| ApiError::NotFound("room_not_found", format!("there is no room {room}")))?;
-    let access = check(&row, token.as_deref(), need)?;
-    if row.archived_at.is_some() {
-        restore(state, &room).await;
-    }
-    Ok((room, access))
-}
-
-fn check(row: &RoomRow, token: Option<&str>, need: Access) -> Result<Access, ApiError> {
-    let hash = token.map(token_hash);
-    let is_owner = hash.is_some() && hash == row.owner_hash;
-    let is_member = hash.is_some() && hash == row.join_hash;
-    match need {
-        Access::Owner if is_owner => Ok(Access::Owner),
-        Access::Owner if token.is_none() => Err(ApiError::MissingToken),
-        Access::Owner => Err(ApiError::Forbidden("only the room's owner can do this".into())),
-        Access::Member if is_owner => Ok(Access::Owner),
-        Access::Member if is_member || row.public => Ok(Access::Member),
-        Access::Member if token.is_none() => Err(ApiError::MissingToken),
-        Access::Member => Err(ApiError::Forbidden("this link's token is not valid for this room".into())),
-    }
-}
-
-async fn restore(state: &AppState, room: &RoomId) {
-    let storage = state.inner.events.storage().clone();
-    let pipeline = state.inner.pipeline.clone();
-    let id = room.clone();
-    let restored = tokio::task::spawn_blocking(move || {
-        storage.set_archived(id.as_str(), None)?;
-        // Photos that were waiting when it was archived continue.
-        pipeline.recover().map(|_| ())
-    })
-    .await;
-    match restored {
-        Ok(Ok(())) => info!(room = %room, "archived room restored"),
-        _ => warn!(room = %room, "could not restore an archived room"),
-    }
-}
+use std::net::SocketAddr;
+use tracing::info;
 
 #[derive(Debug, Deserialize)]
 pub struct CreateRoom {
@@ -210,10 +63,14 @@ pub fn slug(name: &str) -> String {
 /// `POST /api/rooms`.
 pub async fn create(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     body: Result<Json<CreateRoom>, JsonRejection>,
 ) -> Result<(StatusCode, Json<CreatedRoom>), ApiError> {
+    if let Err(wait) = state.inner.room_creation_rate.check(peer.ip()) {
+        return Err(ApiError::RateLimited(wait.as_secs().max(1)));
+    }
     let Json(request) = body.map_err(|err| ApiError::BadRequest("bad_body", err.body_text()))?;
-    let name: String = request.name.chars().filter(|c| !c.is_control()).collect::<String>().trim().to_owned();
+    let name = text::clean(&request.name, usize::MAX);
     if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
         return Err(ApiError::BadRequest("bad_room_name", format!("a room name has 1 to {MAX_NAME_CHARS} characters")));
     }
@@ -226,16 +83,17 @@ pub async fn create(
     let public = request.public;
     let display = name.clone();
     let id = tokio::task::spawn_blocking(move || -> Result<RoomId, ApiError> {
-        let storage = events.storage();
-        if storage.room_count().map_err(EventLogError::from)? >= max_rooms {
-            return Err(ApiError::Limit("room_limit", format!("this server holds its maximum of {max_rooms} rooms")));
-        }
         for attempt in 0..20u32 {
             let candidate = if attempt == 0 { base.clone() } else { format!("{base}-{}", attempt + 1) };
             let Ok(id) = RoomId::parse(&candidate) else { continue };
             let new = NewRoom { id: id.as_str(), name: &display, public, owner_hash: &owner_hash, join_hash: &join_hash };
-            if events.create_room(&new)? {
-                return Ok(id);
+            match events.create_room_within(&new, max_rooms) {
+                Ok(true) => return Ok(id),
+                Ok(false) => {}
+                Err(EventLogError::Storage(StorageError::RoomLimit(max))) => {
+                    return Err(ApiError::Limit("room_limit", format!("this server holds its maximum of {max} rooms")));
+                }
+                Err(err) => return Err(err.into()),
             }
         }
         Err(ApiError::Limit("name_taken", "too many rooms have this name; choose another".into()))
@@ -301,11 +159,12 @@ pub struct RoomStatus {
 /// `GET /api/rooms/{id}`.
 pub async fn status(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(raw_room): Path<String>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Result<Json<RoomStatus>, ApiError> {
-    let (room, _) = authorize(&state, &raw_room, &headers, &query, Access::Member).await?;
+    let (room, _) = authorize(&state, peer.ip(), &raw_room, &headers, &query, Access::Member).await?;
     let events = state.inner.events.clone();
     let id = room.clone();
     let (head, snapshot, row) = tokio::task::spawn_blocking(move || -> Result<_, EventLogError> {
@@ -332,81 +191,25 @@ pub async fn status(
 /// `DELETE /api/rooms/{id}` with the owner token: the room, its stream, photos and model go.
 pub async fn delete(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(raw_room): Path<String>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
-    let (room, _) = authorize(&state, &raw_room, &headers, &query, Access::Owner).await?;
+    let (room, _) = authorize(&state, peer.ip(), &raw_room, &headers, &query, Access::Owner).await?;
     let shared = state.inner.clone();
     let id = room.clone();
-    tokio::task::spawn_blocking(move || -> Result<(), EventLogError> {
-        shared.pipeline.forget(&id);
-        shared.events.storage().delete_room(id.as_str())?;
-        shared.events.unload(&id);
-        let dir = shared.data_dir.join("rooms").join(id.as_str());
-        if let Err(err) = std::fs::remove_dir_all(&dir)
-            && err.kind() != std::io::ErrorKind::NotFound
-        {
-            warn!(%err, dir = %dir.display(), "could not delete a deleted room's files");
-        }
-        Ok(())
-    })
-    .await
-    .map_err(|_| ApiError::Unavailable("try again".into()))??;
+    tokio::task::spawn_blocking(move || archive::remove(&shared, &id))
+        .await
+        .map_err(|_| ApiError::Unavailable("try again".into()))?
+        .map_err(EventLogError::from)?;
     info!(room = %room, "room deleted by its owner");
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Archives rooms nobody has used for `idle`: they leave memory and are flagged in storage,
-/// with every photo, event and model kept. Opening one restores it.
-pub fn archive_idle(state: &AppState, idle: Duration) -> usize {
-    let shared = &state.inner;
-    let cutoff = now_unix() - idle.as_secs() as i64;
-    let Ok(rows) = shared.events.storage().rooms() else { return 0 };
-    let mut archived = 0;
-    for row in rows.into_iter().filter(|r| r.archived_at.is_none() && r.last_active <= cutoff) {
-        let Ok(room) = RoomId::parse(&row.id) else { continue };
-        if shared.events.connections(&room) > 0 {
-            continue;
-        }
-        if shared.events.storage().set_archived(&row.id, Some(now_unix())).is_ok() {
-            shared.pipeline.forget(&room);
-            shared.events.unload(&room);
-            info!(room = %room, "idle room archived");
-            archived += 1;
-        }
-    }
-    archived
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn row(public: bool) -> RoomRow {
-        RoomRow {
-            id: "r".into(),
-            name: "r".into(),
-            public,
-            owner_hash: Some(token_hash("owner")),
-            join_hash: Some(token_hash("join")),
-            created_at: 0,
-            last_active: 0,
-            archived_at: None,
-        }
-    }
-
-    #[test]
-    fn tokens_grant_what_they_should() {
-        let private = row(false);
-        assert!(matches!(check(&private, None, Access::Member), Err(ApiError::MissingToken)));
-        assert!(matches!(check(&private, Some("guess"), Access::Member), Err(ApiError::Forbidden(_))));
-        assert_eq!(check(&private, Some("join"), Access::Member).ok(), Some(Access::Member));
-        assert_eq!(check(&private, Some("owner"), Access::Member).ok(), Some(Access::Owner));
-        assert!(matches!(check(&private, Some("join"), Access::Owner), Err(ApiError::Forbidden(_))));
-        assert_eq!(check(&row(true), None, Access::Member).ok(), Some(Access::Member));
-        assert!(matches!(check(&row(true), None, Access::Owner), Err(ApiError::MissingToken)));
-    }
 
     #[test]
     fn slugs_are_valid_room_ids() {
@@ -415,12 +218,5 @@ mod tests {
             assert!(RoomId::parse(&slug(name)).is_ok());
         }
         assert!(RoomId::parse(&slug(&"x".repeat(500))).is_ok());
-    }
-
-    #[test]
-    fn tokens_are_long_and_distinct() {
-        let (a, b) = (new_token().expect("random"), new_token().expect("random"));
-        assert_eq!(a.len(), 64);
-        assert_ne!(a, b);
     }
 }

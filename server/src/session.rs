@@ -5,23 +5,33 @@
 //! frame over the transport limit, a silent peer, falling behind, the room closing or server
 //! shutdown close it, each with its documented close code.
 
+use crate::access::{Access, ApiError, TokenQuery, authorize};
 use crate::event_log::{Backlog, EndReason, JoinRequest, Joined, Membership};
 use crate::pipeline::CommandError;
-use crate::room::{Access, ApiError, TokenQuery, authorize};
 use crate::state::AppState;
-use crate::upload::{UploadError, ingest};
+use crate::text;
+use crate::upload::{UploadError, ingest_bytes};
+use crate::ws_frames::{FrameGuard, Refusal};
 use app::protocol::{
     ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RoomEvent, RoomId, ServerMessage, StreamPosition,
     close_code,
 };
-use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Path, Query, State};
-use axum::http::HeaderMap;
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use base64::Engine;
+use futures_util::{SinkExt, StreamExt};
+use hyper_util::rt::TokioIo;
+use sha1::{Digest, Sha1};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tracing::{Instrument, debug, error, info, info_span, warn};
+
+type WebSocket = WebSocketStream<FrameGuard<TokioIo<hyper::upgrade::Upgraded>>>;
 
 /// How long a client may stay silent after connecting before it must have said `hello`.
 const HELLO_TIMEOUT: Duration = Duration::from_secs(10);
@@ -39,10 +49,20 @@ pub async fn upgrade(
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
-    ws: WebSocketUpgrade,
+    mut request: Request,
 ) -> Response {
-    // Refused before the upgrade, with an HTTP status a script or browser can read.
-    let room = match authorize(&state, &raw_room, &headers, &query, Access::Member).await {
+    // Refused before the upgrade, with an HTTP status and a JSON body a script or browser can read.
+    let key = match websocket_key(&headers) {
+        Ok(key) => key,
+        Err(err) => return err.into_response(),
+    };
+    if !origin_allowed(&headers, &state.inner.allowed_origins) {
+        return ApiError::Forbidden(
+            "this page's origin may not open room connections; open Vestige from its own address".into(),
+        )
+        .into_response();
+    }
+    let room = match authorize(&state, peer.ip(), &raw_room, &headers, &query, Access::Member).await {
         Ok((room, _)) => room,
         Err(err) => return err.into_response(),
     };
@@ -51,21 +71,96 @@ pub async fn upgrade(
         return ApiError::Limit("room_full", format!("this room already has its maximum of {limit} connections"))
             .into_response();
     }
+    let Some(on_upgrade) = request.extensions_mut().remove::<hyper::upgrade::OnUpgrade>() else {
+        return ApiError::BadRequest("not_upgradable", "this connection cannot be upgraded to a WebSocket".into())
+            .into_response();
+    };
     let connection_id = state.next_connection_id();
     let span = info_span!("session", room = %room, connection = connection_id);
-    // Big enough for an `upload_image` of the largest photo in base64; other messages are held
-    // to MAX_MESSAGE_BYTES after parsing.
+    // Big enough for an `upload_image` of the largest photo in base64; the frame guard holds
+    // every other message to MAX_MESSAGE_BYTES from its header.
     let transport_limit = (state.inner.max_upload_bytes / 3 * 4 + 4096).max(MAX_MESSAGE_BYTES);
-    // Small buffers: most connections are idle watchers, and tungstenite's 128 KiB defaults
+    // Small buffers: most connections are idle watchers, and the library's 128 KiB defaults
     // would cost that much per member. They grow when a large message needs it.
-    ws.read_buffer_size(4 * 1024)
+    let config = WebSocketConfig::default()
+        .read_buffer_size(4 * 1024)
         .write_buffer_size(0)
-        .max_message_size(transport_limit)
-        .max_frame_size(transport_limit)
-        .on_upgrade(move |socket| run(socket, state, room, connection_id, peer.ip()).instrument(span))
+        .max_message_size(Some(transport_limit))
+        .max_frame_size(Some(transport_limit));
+    tokio::spawn(
+        async move {
+            let upgraded = match on_upgrade.await {
+                Ok(upgraded) => upgraded,
+                Err(err) => {
+                    debug!(%err, "upgrade failed");
+                    return;
+                }
+            };
+            let refusal = Refusal::default();
+            let guarded =
+                FrameGuard::new(TokioIo::new(upgraded), transport_limit as u64, state.inner.ws_budget.clone(), refusal.clone());
+            let socket = WebSocketStream::from_raw_socket(guarded, Role::Server, Some(config)).await;
+            run(socket, refusal, state, room, connection_id, peer.ip()).await;
+        }
+        .instrument(span),
+    );
+    let mut response = StatusCode::SWITCHING_PROTOCOLS.into_response();
+    let headers = response.headers_mut();
+    headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    headers.insert(header::UPGRADE, HeaderValue::from_static("websocket"));
+    if let Ok(accept) = HeaderValue::from_str(&accept_key(&key)) {
+        headers.insert(header::SEC_WEBSOCKET_ACCEPT, accept);
+    }
+    response
 }
 
-async fn run(mut socket: WebSocket, state: AppState, room: RoomId, connection_id: u64, peer: IpAddr) {
+/// The client's `Sec-WebSocket-Key`, when the request is a WebSocket opening handshake.
+fn websocket_key(headers: &HeaderMap) -> Result<String, ApiError> {
+    let has = |name: header::HeaderName, token: &str| {
+        headers.get_all(name).iter().any(|v| {
+            v.to_str().is_ok_and(|v| v.split(',').any(|part| part.trim().eq_ignore_ascii_case(token)))
+        })
+    };
+    let not_websocket = || {
+        ApiError::BadRequest(
+            "websocket_required",
+            "this address is a room's WebSocket: connect with a WebSocket client (Upgrade: websocket, Sec-WebSocket-Version: 13)".into(),
+        )
+    };
+    if !has(header::CONNECTION, "upgrade") || !has(header::UPGRADE, "websocket") || !has(header::SEC_WEBSOCKET_VERSION, "13") {
+        return Err(not_websocket());
+    }
+    headers
+        .get(header::SEC_WEBSOCKET_KEY)
+        .and_then(|v| v.to_str().ok())
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(str::to_owned)
+        .ok_or_else(not_websocket)
+}
+
+/// RFC 6455's accept value: base64(SHA-1(key + the protocol's GUID)).
+fn accept_key(key: &str) -> String {
+    let mut sha = Sha1::new();
+    sha.update(key.as_bytes());
+    sha.update(b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11");
+    base64::engine::general_purpose::STANDARD.encode(sha.finalize())
+}
+
+/// Browsers send the page's origin; other clients send none. A page may connect when it was
+/// served by this server (its origin names the Host it asked) or is listed in `allowed`.
+fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else { return true };
+    let Ok(origin) = origin.to_str() else { return false };
+    if allowed.iter().any(|a| a.trim_end_matches('/').eq_ignore_ascii_case(origin)) {
+        return true;
+    }
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin.strip_prefix("http://").or_else(|| origin.strip_prefix("https://"));
+    matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
+}
+
+async fn run(mut socket: WebSocket, refusal: Refusal, state: AppState, room: RoomId, connection_id: u64, peer: IpAddr) {
     let _open = state.track_connection();
     let stopping = stopping(state.inner.shutdown.clone());
     tokio::pin!(stopping);
@@ -73,7 +168,7 @@ async fn run(mut socket: WebSocket, state: AppState, room: RoomId, connection_id
 
     let hello = match tokio::time::timeout(HELLO_TIMEOUT, handshake(&mut socket)).await {
         Ok(Ok(hello)) => hello,
-        Ok(Err(Refusal { code, reason })) => {
+        Ok(Err(HandshakeRefusal { code, reason })) => {
             warn!(reason, "handshake refused");
             close(&mut socket, code, reason).await;
             return;
@@ -115,12 +210,15 @@ async fn run(mut socket: WebSocket, state: AppState, room: RoomId, connection_id
         }
     };
     let Joined { head, backlog, presence, mut queue, membership } = joined;
+    // Names this member on its HTTP uploads until the connection ends.
+    let upload_key = state.inner.upload_keys.register(&room, &name);
     let welcome = ServerMessage::Welcome {
         version: PROTOCOL_VERSION,
         room: room.clone(),
         connection_id,
         server_version: env!("CARGO_PKG_VERSION").to_owned(),
         head,
+        upload_key: upload_key.as_ref().map(|key| key.key().to_owned()),
     };
     if send(&mut socket, &welcome.to_json()).await.is_err() {
         return;
@@ -144,16 +242,29 @@ async fn run(mut socket: WebSocket, state: AppState, room: RoomId, connection_id
     let mut last_heard = Instant::now();
     loop {
         tokio::select! {
-            frame = socket.recv() => {
-                let Some(Ok(frame)) = frame else { break };
+            frame = socket.next() => {
+                let frame = match frame {
+                    Some(Ok(frame)) => frame,
+                    Some(Err(err)) => {
+                        if let Some(reason) = refusal.reason() {
+                            warn!(%reason, "frame refused before reading it");
+                            socket.get_mut().close_refused(close_code::MESSAGE_TOO_BIG, &reason, Duration::from_secs(2)).await;
+                        } else {
+                            debug!(%err, "connection failed");
+                        }
+                        break;
+                    }
+                    None => break,
+                };
                 last_heard = Instant::now();
                 let reply = match frame {
-                    Message::Text(text) => session.answer(&text).await,
+                    Message::Text(text) => session.answer(text.as_str()).await,
                     Message::Binary(_) => Some(error(ErrorCode::UnexpectedBinary,
                         "binary frames are not part of the protocol; upload photos over HTTP")),
                     Message::Close(_) => break,
-                    // The transport answers pings itself; a pong only proves the peer is alive.
-                    Message::Ping(_) | Message::Pong(_) => None,
+                    // The library answers pings itself; a pong only proves the peer is alive.
+                    // Both still count against the message rate.
+                    Message::Ping(_) | Message::Pong(_) | Message::Frame(_) => session.rate_limited(),
                 };
                 if let Some(reply) = reply
                     && send(&mut socket, &reply.to_json()).await.is_err()
@@ -188,7 +299,7 @@ async fn run(mut socket: WebSocket, state: AppState, room: RoomId, connection_id
                     info!("peer silent, dropping the connection");
                     break;
                 }
-                let ping = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Ping(Vec::new().into())));
+                let ping = tokio::time::timeout(SEND_TIMEOUT, socket.send(Message::Ping(Default::default())));
                 if !matches!(ping.await, Ok(Ok(()))) {
                     break;
                 }
@@ -208,7 +319,7 @@ async fn stopping(mut shutdown: tokio::sync::watch::Receiver<bool>) {
     let _ = shutdown.wait_for(|stopping| *stopping).await.map(|_| ());
 }
 
-struct Refusal {
+struct HandshakeRefusal {
     code: u16,
     reason: &'static str,
 }
@@ -222,10 +333,10 @@ struct Hello {
 }
 
 /// Waits for the first text frame, which must be a `hello` in a version we speak.
-async fn handshake(socket: &mut WebSocket) -> Result<Hello, Refusal> {
-    let mismatch = |reason| Refusal { code: close_code::PROTOCOL_MISMATCH, reason };
+async fn handshake(socket: &mut WebSocket) -> Result<Hello, HandshakeRefusal> {
+    let mismatch = |reason| HandshakeRefusal { code: close_code::PROTOCOL_MISMATCH, reason };
     loop {
-        let frame = match socket.recv().await {
+        let frame = match socket.next().await {
             Some(Ok(frame)) => frame,
             _ => return Err(mismatch("connection closed before hello")),
         };
@@ -237,7 +348,7 @@ async fn handshake(socket: &mut WebSocket) -> Result<Hello, Refusal> {
         };
         return match serde_json::from_str::<ClientMessage>(&text) {
             Ok(ClientMessage::Hello { version, name, resume, user, colour }) if version == PROTOCOL_VERSION => Ok(Hello {
-                name: name.map(|n| clean_text(&n, MAX_NAME_CHARS)).filter(|n| !n.is_empty()),
+                name: name.map(|n| text::clean(&n, MAX_NAME_CHARS)).filter(|n| !n.is_empty()),
                 resume,
                 user: user.filter(|u| valid_user(u)),
                 colour: colour.filter(|c| valid_colour(c)),
@@ -259,7 +370,18 @@ struct Session {
 
 impl Session {
     /// The reply to one text frame after the handshake, if it needs one.
+    /// An error when this address sends messages faster than its rate allows. Checked before a
+    /// message is parsed, so a flood costs no parsing.
+    fn rate_limited(&self) -> Option<ServerMessage> {
+        let wait = self.state.inner.message_rate.check(self.peer).err()?;
+        Some(error(ErrorCode::RateLimited, &format!("too many messages; wait {} ms", wait.as_millis().max(1))))
+    }
+
+    /// The reply to one text frame after the handshake, if it needs one.
     async fn answer(&self, text: &str) -> Option<ServerMessage> {
+        if let Some(limited) = self.rate_limited() {
+            return Some(limited);
+        }
         let message = match serde_json::from_str::<ClientMessage>(text) {
             Ok(message) => message,
             Err(_) if text.len() > MAX_MESSAGE_BYTES => {
@@ -273,14 +395,6 @@ impl Session {
         if text.len() > MAX_MESSAGE_BYTES && !matches!(message, ClientMessage::UploadImage { .. }) {
             return Some(error(ErrorCode::TooLarge, &format!("messages are limited to {MAX_MESSAGE_BYTES} bytes")));
         }
-        if !matches!(message, ClientMessage::Ping { .. })
-            && let Err(wait) = self.state.inner.message_rate.check(self.peer)
-        {
-            return Some(error(
-                ErrorCode::RateLimited,
-                &format!("too many messages; wait {} ms", wait.as_millis().max(1)),
-            ));
-        }
         match message {
             ClientMessage::Ping { nonce } => Some(ServerMessage::Pong { nonce }),
             ClientMessage::Hello { .. } => Some(error(ErrorCode::OutOfOrder, "hello was already received on this connection")),
@@ -289,7 +403,7 @@ impl Session {
                 if text.is_empty() || text.chars().count() > MAX_NOTE_CHARS {
                     return Some(error(ErrorCode::BadMessage, &format!("a note has 1 to {MAX_NOTE_CHARS} characters")));
                 }
-                let event = RoomEvent::Note { by: self.author.clone(), text: clean_text(text, MAX_NOTE_CHARS) };
+                let event = RoomEvent::Note { by: self.author.clone(), text: text::clean(text, MAX_NOTE_CHARS) };
                 let events = self.state.inner.events.clone();
                 let room = self.room.clone();
                 // The event reaches this client through its own queue, like everyone else's copy.
@@ -352,12 +466,13 @@ impl Session {
             Ok(bytes) => bytes,
             Err(err) => return error(ErrorCode::UploadRejected, &format!("data is not valid base64: {err}")),
         };
+        drop(data);
         if bytes.len() > self.state.inner.max_upload_bytes {
             let limit = self.state.inner.max_upload_bytes;
             return error(ErrorCode::UploadRejected, &UploadError::TooLarge { limit }.to_string());
         }
-        let name = Some(clean_text(&name, 200)).filter(|n| !n.is_empty());
-        match ingest(&self.state, &self.room, photo, name, self.author.clone(), bytes.into()).await {
+        let name = Some(text::clean(&name, 200)).filter(|n| !n.is_empty());
+        match ingest_bytes(&self.state, &self.room, photo, name, self.author.clone(), bytes).await {
             Ok(uploaded) => ServerMessage::Uploaded { photo: uploaded.photo, duplicate: uploaded.duplicate },
             Err(UploadError::PhotoLimit(max)) => {
                 error(ErrorCode::LimitReached, &format!("the room already has its maximum of {max} photos"))
@@ -372,11 +487,6 @@ enum Command {
     Cancel,
     Retry,
     Remove,
-}
-
-/// Text shown to others: bounded and free of control characters.
-fn clean_text(raw: &str, max_chars: usize) -> String {
-    raw.chars().filter(|c| !c.is_control()).take(max_chars).collect::<String>().trim().to_owned()
 }
 
 fn valid_user(user: &str) -> bool {
@@ -410,7 +520,7 @@ async fn send(socket: &mut WebSocket, frame: &str) -> Result<(), ()> {
 }
 
 async fn close(socket: &mut WebSocket, code: u16, reason: &str) {
-    let frame = CloseFrame { code, reason: reason.into() };
+    let frame = CloseFrame { code: CloseCode::from(code), reason: reason.into() };
     // The peer may already be gone; nothing useful to do about it.
     let _ = socket.send(Message::Close(Some(frame))).await;
 }
@@ -426,6 +536,5 @@ mod tests {
         assert!(valid_colour("#a0B1c2"));
         assert!(!valid_colour("red") && !valid_colour("#12345g"));
         assert!(valid_colour(&colour_for("anyone")));
-        assert_eq!(clean_text(" a\u{7}b ", 10), "ab");
     }
 }

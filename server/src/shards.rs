@@ -4,12 +4,14 @@
 //! changes once written: the server answers with an ETag and `immutable` caching, and a client
 //! that already holds a shard never fetches it again, even across refinements.
 
-use crate::room::{Access, ApiError, TokenQuery, authorize};
+use crate::access::{Access, ApiError, TokenQuery, authorize};
+use crate::digest::hex;
+use crate::durable::write_durably;
 use crate::state::AppState;
-use crate::upload::write_durably;
 use app::protocol::{RoomId, ShardRef};
 use app::shard::{self, ShardPoint};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
+use std::net::SocketAddr;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
@@ -52,22 +54,19 @@ impl ShardStore {
     }
 }
 
-pub fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
 fn is_hash(s: &str) -> bool {
-    s.len() == 64 && s.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    crate::digest::is_sha256_hex(s)
 }
 
 /// `GET /api/rooms/{room}/shards/{hash}`.
 pub async fn get_shard(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path((raw_room, hash)): Path<(String, String)>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (room, _) = authorize(&state, &raw_room, &headers, &query, Access::Member).await?;
+    let (room, _) = authorize(&state, peer.ip(), &raw_room, &headers, &query, Access::Member).await?;
     if !is_hash(&hash) {
         return Err(ApiError::BadRequest("bad_shard_hash", "a shard name is 64 lowercase hex digits".into()));
     }
@@ -96,11 +95,12 @@ pub async fn get_shard(
 /// `GET /api/rooms/{room}/model.ply`: every point at full precision, binary PLY.
 pub async fn model_ply(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(raw_room): Path<String>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (room, _) = authorize(&state, &raw_room, &headers, &query, Access::Member).await?;
+    let (room, _) = authorize(&state, peer.ip(), &raw_room, &headers, &query, Access::Member).await?;
     let model = current_model(&state, &room).await?;
     let bytes = tokio::task::spawn_blocking(move || recon::export::ply_bytes(&model.points))
         .await
@@ -111,11 +111,12 @@ pub async fn model_ply(
 /// `GET /api/rooms/{room}/cameras.json`: every photo with its pose when registered.
 pub async fn cameras_json(
     State(state): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(raw_room): Path<String>,
     Query(query): Query<TokenQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
-    let (room, _) = authorize(&state, &raw_room, &headers, &query, Access::Member).await?;
+    let (room, _) = authorize(&state, peer.ip(), &raw_room, &headers, &query, Access::Member).await?;
     let model = current_model(&state, &room).await?;
     let events = state.inner.events.clone();
     let ids = {

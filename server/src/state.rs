@@ -1,9 +1,12 @@
 //! State shared by every request handler.
 
 use crate::config::Config;
+use crate::connections::Gate;
 use crate::event_log::EventLog;
 use crate::limits::{Limits, RateLimiter};
 use crate::pipeline::Pipeline;
+use crate::upload::UploadKeys;
+use crate::ws_frames::Budget;
 use std::path::PathBuf;
 use axum::extract::FromRef;
 use leptos::prelude::LeptosOptions;
@@ -25,6 +28,17 @@ pub struct Shared {
     pub limits: Limits,
     pub upload_rate: RateLimiter,
     pub message_rate: RateLimiter,
+    /// Refused room lookups per address (see `crate::access`).
+    pub lookup_rate: RateLimiter,
+    pub room_creation_rate: RateLimiter,
+    /// Image checks running at once.
+    pub image_checks: tokio::sync::Semaphore,
+    pub upload_keys: Arc<UploadKeys>,
+    /// Memory for large WebSocket frames, over all connections.
+    pub ws_budget: Budget,
+    pub allowed_origins: Vec<String>,
+    pub body_timeout: std::time::Duration,
+    pub connections: Arc<Gate>,
     pub heartbeat: std::time::Duration,
     pub data_dir: PathBuf,
     pub max_upload_bytes: usize,
@@ -44,9 +58,11 @@ impl AppState {
         config: &Config,
         events: Arc<EventLog>,
         pipeline: Pipeline,
+        connections: Arc<Gate>,
         shutdown: watch::Receiver<bool>,
     ) -> Self {
         let burst = |rate: f64| (rate * 10.0).clamp(1.0, 1e6) as u32;
+        let rooms_per_second = config.rooms_per_hour.max(0.0) / 3600.0;
         Self {
             leptos,
             inner: Arc::new(Shared {
@@ -60,6 +76,17 @@ impl AppState {
                 },
                 upload_rate: RateLimiter::new(config.uploads_per_second, burst(config.uploads_per_second)),
                 message_rate: RateLimiter::new(config.messages_per_second, burst(config.messages_per_second)),
+                lookup_rate: RateLimiter::new(config.lookups_per_second, 30),
+                room_creation_rate: RateLimiter::new(
+                    rooms_per_second,
+                    (config.rooms_per_hour / 10.0).clamp(3.0, 1e6) as u32,
+                ),
+                image_checks: tokio::sync::Semaphore::new(config.image_checks()),
+                upload_keys: Arc::new(UploadKeys::default()),
+                ws_budget: Budget::new(config.ws_upload_memory_mib.saturating_mul(1 << 20)),
+                allowed_origins: config.allowed_origins.clone(),
+                body_timeout: Config::seconds(config.body_timeout_seconds, 300.0),
+                connections,
                 heartbeat: Config::seconds(config.heartbeat_seconds, 15.0).max(std::time::Duration::from_millis(100)),
                 data_dir: config.data_dir.clone(),
                 max_upload_bytes: config.max_upload_bytes,

@@ -34,6 +34,8 @@ pub enum StorageError {
     NoSuchRoom(String),
     #[error("the room already has the maximum of {0} photos")]
     PhotoLimit(u64),
+    #[error("the server already holds its maximum of {0} rooms")]
+    RoomLimit(u64),
     #[error("cannot flush the database to disk: {0}")]
     Sync(std::io::Error),
 }
@@ -174,9 +176,14 @@ impl Storage {
     }
 
     /// Creates a room with its first epoch. `Ok(false)` (and nothing written) when the id is
-    /// taken.
-    pub fn create_room(&self, room: &NewRoom<'_>, epoch: &str, now_unix: i64) -> Result<bool, StorageError> {
+    /// taken; `RoomLimit` when `max_live` rooms that are not archived exist already. The count
+    /// and the insert happen under one lock, so concurrent creations cannot overshoot it.
+    pub fn create_room(&self, room: &NewRoom<'_>, epoch: &str, now_unix: i64, max_live: u64) -> Result<bool, StorageError> {
         let conn = self.conn();
+        let live: i64 = conn.query_row("SELECT COUNT(*) FROM rooms WHERE archived_at IS NULL", [], |row| row.get(0))?;
+        if live as u64 >= max_live {
+            return Err(StorageError::RoomLimit(max_live));
+        }
         // Synced: the 201 hands out the room's tokens, which must keep working.
         let _synced = SyncedCommit::start(&conn, Durability::Synced)?;
         let created = conn.execute(
@@ -210,9 +217,18 @@ impl Storage {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    pub fn room_count(&self) -> Result<u64, StorageError> {
-        let n: i64 = self.conn().query_row("SELECT COUNT(*) FROM rooms", [], |row| row.get(0))?;
-        Ok(n as u64)
+    /// Rooms created at or before `created_before` that never held a photo or an event, and so
+    /// were never used.
+    pub fn unused_rooms(&self, created_before: i64) -> Result<Vec<String>, StorageError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(
+            "SELECT id FROM rooms r WHERE created_at <= ?1
+               AND NOT EXISTS (SELECT 1 FROM events e WHERE e.room = r.id)
+               AND NOT EXISTS (SELECT 1 FROM photos p WHERE p.room = r.id)
+             ORDER BY id",
+        )?;
+        let rows = stmt.query_map([created_before], |row| row.get(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     /// Marks a room archived (`Some(time)`) or active again (`None`).
@@ -523,7 +539,7 @@ mod tests {
 
     fn create(storage: &Storage, id: &str, epoch: &str) {
         let room = NewRoom { id, name: id, public: false, owner_hash: "o", join_hash: "j" };
-        storage.create_room(&room, epoch, 0).expect("create");
+        storage.create_room(&room, epoch, 0, u64::MAX).expect("create");
     }
 
     #[test]
@@ -593,13 +609,19 @@ mod tests {
         assert!(matches!(storage.open_stream("nope"), Err(StorageError::NoSuchRoom(_))));
         create(&storage, "a", "e");
         create(&storage, "b", "e");
-        assert_eq!(storage.room_count().expect("count"), 2);
+        assert_eq!(storage.rooms().expect("list").len(), 2);
         let row = storage.room("a").expect("read").expect("exists");
         assert!(!row.public);
         assert_eq!(row.owner_hash.as_deref(), Some("o"));
+        let third = NewRoom { id: "c", name: "c", public: false, owner_hash: "o", join_hash: "j" };
+        assert!(matches!(storage.create_room(&third, "e", 0, 2), Err(StorageError::RoomLimit(2))));
         storage.set_archived("a", Some(5)).expect("archive");
         assert_eq!(storage.room("a").expect("read").and_then(|r| r.archived_at), Some(5));
+        assert!(storage.create_room(&third, "e", 0, 2).expect("archived rooms do not count"));
+        assert_eq!(storage.unused_rooms(0).expect("unused"), vec!["a", "b", "c"]);
         storage.append_event("b", 1, "x").expect("append");
+        assert_eq!(storage.unused_rooms(0).expect("unused"), vec!["a", "c"]);
+        assert!(storage.delete_room("c").expect("delete"));
         assert!(storage.delete_room("b").expect("delete"));
         assert_eq!(storage.rooms().expect("list").len(), 1);
         assert!(storage.events_between("b", 0, 9).expect("read").is_empty());

@@ -1,7 +1,7 @@
 //! The server's own vital signs (CPU, memory, pipeline load), broadcast to rooms as
 //! `system_status`, and the background chores that run on a timer.
 
-use crate::room::archive_idle;
+use crate::archive::{archive_idle, expire_unused};
 use crate::state::AppState;
 use app::protocol::{ServerMessage, SystemStatus};
 use std::time::{Duration, Instant};
@@ -67,14 +67,23 @@ pub fn status(state: &AppState, cpu: &mut CpuMeter) -> SystemStatus {
     }
 }
 
-/// Status broadcasts and archiving, until the returned task is aborted.
-pub fn spawn_background(state: AppState, archive_after: Duration) -> tokio::task::JoinHandle<()> {
+/// When rooms nobody uses leave memory or go away.
+#[derive(Clone, Copy, Debug)]
+pub struct Chores {
+    pub archive_after: Duration,
+    pub unused_after: Duration,
+}
+
+/// Status broadcasts, flushes, archiving and expiry, until the returned task is aborted.
+pub fn spawn_background(state: AppState, chores: Chores) -> tokio::task::JoinHandle<()> {
+    let Chores { archive_after, unused_after } = chores;
     tokio::spawn(async move {
         let mut cpu = CpuMeter::default();
         let mut ticker = tokio::time::interval(STATUS_EVERY);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         // Archiving checks often enough to honour short test settings, at most once a minute.
-        let archive_every = (archive_after / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
+        let archive_every =
+            (archive_after.min(unused_after) / 4).clamp(Duration::from_millis(200), Duration::from_secs(60));
         let mut last_archive = Instant::now();
         let mut presence = tokio::time::interval(PRESENCE_EVERY);
         presence.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -105,7 +114,11 @@ pub fn spawn_background(state: AppState, archive_after: Duration) -> tokio::task
             if last_archive.elapsed() >= archive_every {
                 last_archive = Instant::now();
                 let state = state.clone();
-                let _ = tokio::task::spawn_blocking(move || archive_idle(&state, archive_after)).await;
+                let _ = tokio::task::spawn_blocking(move || {
+                    expire_unused(&state, unused_after);
+                    archive_idle(&state, archive_after);
+                })
+                .await;
             }
         }
     })

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 impl TestServer {
     async fn upload(&self, room: &str, bytes: Vec<u8>) -> u16 {
         let url = self.room_url(room, &format!("/photos/{}", sha(&bytes))).await;
-        reqwest::Client::new().put(url).header("x-member-name", "Ana").body(bytes).send().await.expect("put").status().as_u16()
+        reqwest::Client::new().put(url).body(bytes).send().await.expect("put").status().as_u16()
     }
 }
 
@@ -176,7 +176,7 @@ fn kind(event: &RoomEvent) -> &'static str {
 async fn photos_can_be_cancelled_retried_and_removed() {
     let Some(datasets) = datasets() else { return };
     let data = tempfile::tempdir().expect("tmp");
-    let mut config = server::config::Config::for_data_dir(data.path().to_owned());
+    let mut config = common::test_config(data.path());
     // One worker, so the queue is long enough to cancel from.
     config.workers = Some(1);
     let server = TestServer::start_with(config).await;

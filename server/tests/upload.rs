@@ -4,7 +4,6 @@ mod common;
 use common::{TestServer, datasets, hello_as, is_transient, photos, sha};
 use app::protocol::{PhotoState, RoomEvent, ServerMessage};
 use futures_util::{SinkExt, StreamExt};
-use server::config::Config;
 use server::upload::Uploaded;
 use std::path::Path;
 use std::time::Duration;
@@ -25,7 +24,6 @@ impl TestServer {
         let response = reqwest::Client::new()
             .put(url)
             .header("x-photo-name", "IMG_0001.jpg")
-            .header("x-member-name", "Ana")
             .body(body)
             .send()
             .await
@@ -84,7 +82,7 @@ async fn a_real_photo_is_stored_durably_announced_once_and_kept_across_restarts(
             assert_eq!(room.photos.len(), 2, "each photo once");
             assert_eq!(room.photos[0].id, id);
             assert_eq!(room.photos[0].name, "IMG_0001.jpg");
-            assert_eq!(room.photos[0].by, "Ana");
+            assert_eq!(room.photos[0].by, server::upload::ANONYMOUS_UPLOADER, "no room connection named the uploader");
             assert_ne!(room.photos[0].status, PhotoState::Failed);
         }
         other => panic!("expected a snapshot, got {other:?}"),
@@ -111,7 +109,7 @@ async fn members_see_the_photo_queued_event_live() {
             assert_eq!(event, RoomEvent::PhotoQueued {
                 photo: id,
                 name: "IMG_0001.jpg".into(),
-                by: "Ana".into(),
+                by: server::upload::ANONYMOUS_UPLOADER.into(),
                 bytes: bytes.len() as u64,
                 position: 1,
             });
@@ -125,7 +123,7 @@ async fn members_see_the_photo_queued_event_live() {
 async fn bad_uploads_get_clear_errors_and_nothing_is_kept() {
     let Some(datasets) = datasets() else { return };
     let data = tempfile::tempdir().expect("tempdir");
-    let mut config = Config::for_data_dir(data.path().to_owned());
+    let mut config = common::test_config(data.path());
     config.max_upload_bytes = 2 * 1024 * 1024;
     let server = TestServer::start_with(config).await;
     let real = photo(&datasets, "entry-P10-half", 0);

@@ -138,7 +138,7 @@ async fn bad_frames_get_errors_and_the_session_survives() {
 #[tokio::test]
 async fn oversized_frames_close_only_that_connection() {
     let data = tempfile::tempdir().expect("tempdir");
-    let mut config = server::config::Config::for_data_dir(data.path().to_owned());
+    let mut config = common::test_config(data.path());
     // The transport admits an upload_image of the largest photo (base64), so a small photo
     // limit keeps this test's frames small.
     config.max_upload_bytes = 256 * 1024;
@@ -147,21 +147,30 @@ async fn oversized_frames_close_only_that_connection() {
     let mut bystander = server.connect("auditorio").await;
     hello(&mut big).await;
     hello(&mut bystander).await;
-    // Over the control-message limit but within the transport's: an error, the session lives.
-    let large = format!(r#"{{"type":"ping","nonce":1,"pad":"{}"}}"#, "x".repeat(100 * 1024));
-    big.send(Message::text(large)).await.expect("send");
-    assert!(matches!(next(&mut big).await, Ok(ServerMessage::Error { code: ErrorCode::TooLarge, .. })));
-    // Over the transport's limit: that connection closes.
-    let huge = format!(r#"{{"type":"ping","nonce":1,"pad":"{}"}}"#, "x".repeat(2 * 1024 * 1024));
-    // The server may drop the connection while we are still writing.
-    let _ = big.send(Message::text(huge)).await;
+    // A large upload_image within the transport's limit is read; a bad one gets an error and
+    // the session lives.
+    let upload = format!(r#"{{"type":"upload_image","name":"x.jpg","data":"{}"}}"#, "A".repeat(100 * 1024));
+    big.send(Message::text(upload)).await.expect("send");
     loop {
         match next(&mut big).await {
-            Err(Some((code, _))) => {
+            Ok(ServerMessage::Error { code: ErrorCode::UploadRejected, .. }) => break,
+            Ok(ServerMessage::Event { .. }) => continue,
+            other => panic!("expected an upload error, got {other:?}"),
+        }
+    }
+    // Any other message over 64 KiB is refused from its header: that connection closes with
+    // 1009 and says why.
+    let large = format!(r#"{{"type":"ping","nonce":1,"pad":"{}"}}"#, "x".repeat(100 * 1024));
+    // The server may drop the connection while we are still writing.
+    let _ = big.send(Message::text(large)).await;
+    loop {
+        match next(&mut big).await {
+            Err(Some((code, reason))) => {
                 assert_eq!(code, CloseCode::Size);
+                assert!(reason.contains("limited to"), "{reason}");
                 break;
             }
-            Err(None) => break,
+            Err(None) => panic!("closed without saying why"),
             Ok(ServerMessage::Event { .. }) => continue,
             Ok(other) => panic!("expected the oversized connection to close, got {other:?}"),
         }

@@ -40,6 +40,103 @@ pub fn sha(bytes: &[u8]) -> String {
     Sha256::digest(bytes).iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The defaults, with the per-address rates of room creation and refused lookups lifted.
+pub fn test_config(data: &Path) -> Config {
+    let mut config = Config::for_data_dir(data.to_owned());
+    config.rooms_per_hour = 1e7;
+    config.lookups_per_second = 1e6;
+    config
+}
+
+/// The real `vestige` binary on a free port, with its log collected; killed when dropped.
+pub struct Spawned {
+    pub child: std::process::Child,
+    pub addr: String,
+    pub log: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Spawned {
+    /// Starts the binary on `data` with `args`, `env`, and, when given, this soft and hard
+    /// open-file limit.
+    pub fn start(data: &Path, args: &[&str], env: &[(&str, &str)], open_files: Option<u64>) -> Self {
+        use std::io::{BufRead, BufReader};
+        use std::process::{Command, Stdio};
+        let mut command = Command::new(env!("CARGO_BIN_EXE_vestige"));
+        command
+            .args(["--bind", "127.0.0.1:0", "--rooms-per-hour", "100000", "--data-dir"])
+            .arg(data)
+            .args(args)
+            .env("RUST_LOG", "info")
+            .env("NO_COLOR", "1")
+            .envs(env.iter().copied())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped());
+        if let Some(limit) = open_files {
+            use std::os::unix::process::CommandExt;
+            // SAFETY: only setrlimit runs between fork and exec; it allocates nothing.
+            unsafe {
+                command.pre_exec(move || {
+                    let rl = libc::rlimit { rlim_cur: limit as libc::rlim_t, rlim_max: limit as libc::rlim_t };
+                    if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
+                        return Err(std::io::Error::last_os_error());
+                    }
+                    Ok(())
+                });
+            }
+        }
+        let mut child = command.spawn().expect("spawn vestige");
+        let log = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+        let stderr = child.stderr.take().expect("stderr");
+        let errors = log.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                errors.lock().expect("log").push(line);
+            }
+        });
+        let stdout = child.stdout.take().expect("stdout");
+        let mut lines = BufReader::new(stdout).lines();
+        let addr = loop {
+            let line = lines.next().expect("server printed its address").expect("line");
+            log.lock().expect("log").push(line.clone());
+            if let Some(rest) = line.split("listening on http://").nth(1) {
+                break rest.split_whitespace().next().expect("addr").to_owned();
+            }
+        };
+        // Keep draining the log so the server never blocks on a full pipe.
+        let collected = log.clone();
+        std::thread::spawn(move || {
+            for line in lines.map_while(Result::ok) {
+                collected.lock().expect("log").push(line);
+            }
+        });
+        Self { child, addr, log }
+    }
+
+    /// A field of /proc/<pid>/status in KiB (`VmHWM` is the peak resident memory).
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id())).expect("status");
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(field)?.strip_prefix(':')?.trim().strip_suffix("kB")?.trim().parse().ok())
+            .expect("field")
+    }
+
+    pub fn log_contains(&self, needle: &str) -> bool {
+        self.log.lock().expect("log").iter().any(|l| l.contains(needle))
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
 /// The server running in this process on a real socket on 127.0.0.1.
 pub struct TestServer {
     pub addr: SocketAddr,
@@ -58,9 +155,11 @@ impl TestServer {
         server
     }
 
-    /// Defaults, on a data directory the caller keeps (to restart on it).
+    /// Defaults, on a data directory the caller keeps (to restart on it). Tests create rooms
+    /// and try wrong tokens from one address far faster than people do, so those two rates
+    /// are lifted; the tests of the limits set their own.
     pub async fn start_in(data: &Path) -> Self {
-        Self::start_with(Config::for_data_dir(data.to_owned())).await
+        Self::start_with(test_config(data)).await
     }
 
     pub async fn start_with(config: Config) -> Self {
