@@ -29,6 +29,7 @@ pub mod storage;
 pub mod system;
 pub mod text;
 pub mod upload;
+pub mod uploaders;
 pub mod ws_frames;
 
 use app::{App, shell};

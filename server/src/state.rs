@@ -5,7 +5,7 @@ use crate::connections::Gate;
 use crate::event_log::EventLog;
 use crate::limits::{Limits, RateLimiter};
 use crate::pipeline::Pipeline;
-use crate::upload::UploadKeys;
+use crate::uploaders::UploadKeys;
 use crate::ws_frames::Budget;
 use std::path::PathBuf;
 use axum::extract::FromRef;
