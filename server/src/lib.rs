@@ -140,6 +140,7 @@ impl Bound {
     pub async fn bind(config: &Config) -> Result<Self, ServerError> {
         std::fs::create_dir_all(&config.data_dir)
             .map_err(|source| ServerError::DataDir { path: config.data_dir.clone(), source })?;
+        system::tune_allocator();
         let open_files = connections::raise_open_file_limit();
         let cap = connections::connection_cap(config.max_connections, open_files);
         tracing::info!(open_files, max_connections = cap, per_address = config.max_connections_per_address, "connection limits");

@@ -26,7 +26,7 @@ use sha1::{Digest, Sha1};
 use std::net::{IpAddr, SocketAddr};
 use std::time::{Duration, Instant};
 use tokio_tungstenite::WebSocketStream;
-use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
 use tokio_tungstenite::tungstenite::protocol::{CloseFrame, Role, WebSocketConfig};
 use tracing::{Instrument, debug, error, info, info_span, warn};
@@ -100,7 +100,7 @@ pub async fn upgrade(
             let guarded =
                 FrameGuard::new(TokioIo::new(upgraded), transport_limit as u64, state.inner.ws_budget.clone(), refusal.clone());
             let socket = WebSocketStream::from_raw_socket(guarded, Role::Server, Some(config)).await;
-            run(socket, refusal, state, room, connection_id, peer.ip()).await;
+            run(socket, config, refusal, state, room, connection_id, peer.ip()).await;
         }
         .instrument(span),
     );
@@ -160,7 +160,11 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
-async fn run(mut socket: WebSocket, refusal: Refusal, state: AppState, room: RoomId, connection_id: u64, peer: IpAddr) {
+async fn run(
+    mut socket: WebSocket,
+    config: WebSocketConfig,
+    refusal: Refusal,
+    state: AppState, room: RoomId, connection_id: u64, peer: IpAddr) {
     let _open = state.track_connection();
     let stopping = stopping(state.inner.shutdown.clone());
     tokio::pin!(stopping);
@@ -258,7 +262,19 @@ async fn run(mut socket: WebSocket, refusal: Refusal, state: AppState, room: Roo
                 };
                 last_heard = Instant::now();
                 let reply = match frame {
-                    Message::Text(text) => session.answer(text.as_str()).await,
+                    Message::Text(text) if text.len() > MAX_MESSAGE_BYTES => {
+                        let reply = session.answer(text).await;
+                        // The library keeps its read buffer at the size of the largest frame
+                        // for the connection's life: a member who sent one 40 MB upload would
+                        // hold 40 MB while idle. The frame guard stops reading exactly at the
+                        // frame's end, so nothing is lost by starting a fresh one.
+                        socket = match renew(socket, config).await {
+                            Some(fresh) => fresh,
+                            None => break,
+                        };
+                        reply
+                    }
+                    Message::Text(text) => session.answer(text).await,
                     Message::Binary(_) => Some(error(ErrorCode::UnexpectedBinary,
                         "binary frames are not part of the protocol; upload photos over HTTP")),
                     Message::Close(_) => break,
@@ -311,6 +327,13 @@ async fn run(mut socket: WebSocket, refusal: Refusal, state: AppState, room: Roo
         }
     }
     info!("disconnected");
+}
+
+/// The same connection under a fresh WebSocket state, with small buffers again.
+async fn renew(mut socket: WebSocket, config: WebSocketConfig) -> Option<WebSocket> {
+    // Anything the library still has to write goes out first.
+    tokio::time::timeout(SEND_TIMEOUT, socket.flush()).await.ok()?.ok()?;
+    Some(WebSocketStream::from_raw_socket(socket.into_inner(), Role::Server, Some(config)).await)
 }
 
 /// Resolves once the server starts shutting down (or its shutdown sender is gone).
@@ -378,11 +401,13 @@ impl Session {
     }
 
     /// The reply to one text frame after the handshake, if it needs one.
-    async fn answer(&self, text: &str) -> Option<ServerMessage> {
+    /// Takes the frame so that a large `upload_image` is dropped as soon as it is parsed: the
+    /// frame, its parsed text and the decoded photo never all live at once.
+    async fn answer(&self, text: Utf8Bytes) -> Option<ServerMessage> {
         if let Some(limited) = self.rate_limited() {
             return Some(limited);
         }
-        let message = match serde_json::from_str::<ClientMessage>(text) {
+        let message = match serde_json::from_str::<ClientMessage>(text.as_str()) {
             Ok(message) => message,
             Err(_) if text.len() > MAX_MESSAGE_BYTES => {
                 return Some(error(ErrorCode::TooLarge, &format!("messages are limited to {MAX_MESSAGE_BYTES} bytes")));
@@ -395,6 +420,7 @@ impl Session {
         if text.len() > MAX_MESSAGE_BYTES && !matches!(message, ClientMessage::UploadImage { .. }) {
             return Some(error(ErrorCode::TooLarge, &format!("messages are limited to {MAX_MESSAGE_BYTES} bytes")));
         }
+        drop(text);
         match message {
             ClientMessage::Ping { nonce } => Some(ServerMessage::Pong { nonce }),
             ClientMessage::Hello { .. } => Some(error(ErrorCode::OutOfOrder, "hello was already received on this connection")),

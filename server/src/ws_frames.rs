@@ -4,8 +4,9 @@
 //! This reader sits between the socket and the library and reads each frame's header first.
 //! A message up to [`SMALL_MESSAGE`] bytes passes straight through. A larger one must be one
 //! unfragmented text frame that starts with `{"type":"upload_image"`. Before its payload is
-//! read, it must also get its size from a budget shared by the whole process, and it waits
-//! (its sender is not read) until the budget has room. Anything else over the limit is refused
+//! read, it must also get twice its size from a budget shared by the whole process (the frame,
+//! then its parsed text, then the decoded photo: at most two of them live at once), and it
+//! waits (its sender is not read) until the budget has room. Anything else over the limit is refused
 //! from its header alone: the connection ends and [`Refusal`] says why, so the session can
 //! close it with code 1009.
 //!
@@ -25,6 +26,8 @@ pub const SMALL_MESSAGE: u64 = app::protocol::MAX_MESSAGE_BYTES as u64;
 /// Payload bytes looked at to recognise an `upload_image` frame.
 const PREFIX: usize = 64;
 const UPLOAD_PREFIX: &str = "\"upload_image\"";
+/// Bytes of memory a large frame holds per byte while it is read and handled.
+const HELD_PER_BYTE: u64 = 2;
 
 /// Why the reader refused a frame, for the session's close frame.
 #[derive(Clone, Default)]
@@ -201,7 +204,8 @@ impl<T> FrameGuard<T> {
                 "messages other than upload_image are limited to {SMALL_MESSAGE} bytes (upload_image must start with its \"type\")"
             )));
         }
-        let kib = u32::try_from(len.div_ceil(1024)).unwrap_or(u32::MAX);
+        // The frame and its parsed copy, or the parsed copy and the decoded photo.
+        let kib = u32::try_from(len.saturating_mul(HELD_PER_BYTE).div_ceil(1024)).unwrap_or(u32::MAX);
         if kib > self.budget.total_kib {
             return Err(self.refuse(format!(
                 "this message is larger than the server's upload memory of {} KiB",
@@ -409,8 +413,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_large_frame_waits_for_budget() {
-        let budget = Budget::new(300 * 1024);
-        let held = budget.kib.clone().acquire_many_owned(200).await.expect("hold");
+        let budget = Budget::new(600 * 1024);
+        let held = budget.kib.clone().acquire_many_owned(300).await.expect("hold");
         let upload = format!("{{\"type\":\"upload_image\",\"data\":\"{}\"}}", "A".repeat(200_000));
         let reading = tokio::spawn({
             let budget = budget.clone();
