@@ -164,7 +164,11 @@ async fn run(
     mut socket: WebSocket,
     config: WebSocketConfig,
     refusal: Refusal,
-    state: AppState, room: RoomId, connection_id: u64, peer: IpAddr) {
+    state: AppState,
+    room: RoomId,
+    connection_id: u64,
+    peer: IpAddr,
+) {
     let _open = state.track_connection();
     let stopping = stopping(state.inner.shutdown.clone());
     tokio::pin!(stopping);

