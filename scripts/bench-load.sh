@@ -25,9 +25,11 @@ data=$(mktemp -d)
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 # 10 000 sockets on each side.
 ulimit -n 20000
-# The loadgen speaks from one address: lift the per-address message limit for the benchmark.
+# The loadgen stands in for thousands of members, all from 127.0.0.1: lift the per-address
+# message and connection limits for the benchmark.
 "$server" --bind "127.0.0.1:$port" --data-dir "$data" --messages-per-second 100000 \
-  --max-clients-per-room 10000 >"$data/server.log" 2>&1 &
+  --max-clients-per-room 10000 --max-connections 20000 --max-connections-per-address 20000 \
+  >"$data/server.log" 2>&1 &
 pid=$!
 trap 'kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; rm -rf "$data"' EXIT
 for _ in $(seq 100); do curl -sf "http://127.0.0.1:$port/health" >/dev/null && break; sleep 0.1; done
