@@ -63,3 +63,34 @@ test('another site can neither frame a room nor open its WebSocket', async ({ pa
   }), wsURL);
   expect(outcome).toBe('refused');
 });
+
+test('a photo named León.jpg keeps its name, loses a bidi override, and shows who really uploaded it', async ({ browser, request }) => {
+  const { existsSync, readdirSync, readFileSync } = await import('node:fs');
+  const { join, resolve } = await import('node:path');
+  const datasets = resolve(process.env.VESTIGE_DATASETS ?? join(__dirname, '..', '..', '..', 'shared', 'datasets'));
+  const fountain = join(datasets, 'fountain-P11-half', 'images');
+  test.skip(!existsSync(fountain), `no datasets at ${datasets}`);
+  const created = await (await request.post(`${baseURL()}/api/rooms`, { data: { name: 'names' } })).json();
+  const link = `${baseURL()}${created.join_link}`;
+  const enter = async (name: string) => {
+    const context = await browser.newContext();
+    await context.addInitScript((n) => window.localStorage.setItem('vestige.name', n), name);
+    const page = await context.newPage();
+    await page.goto(link);
+    await expect(page.getByTestId('connection-state')).toHaveAttribute('data-state', 'connected');
+    return page;
+  };
+  const ana = await enter('Ana');
+  const ben = await enter('Ben');
+  const photo = readFileSync(join(fountain, readdirSync(fountain).sort()[0]));
+  await ana.locator('input[type=file][multiple]').first().setInputFiles({
+    name: 'León\u202Egpj.jpg',
+    mimeType: 'image/jpeg',
+    buffer: photo,
+  });
+  const card = ben.locator('[data-testid=photo-card]').first();
+  await expect(card).toContainText('Leóngpj.jpg');
+  await expect(card).not.toContainText('\u202E');
+  // Named by Ana's own connection, not by anything her request could claim.
+  await expect(card).toContainText('by Ana');
+});

@@ -270,7 +270,7 @@ async fn a_connection_flood_leaves_health_and_flushes_working() {
         data.path(),
         &["--idle-timeout-seconds", "4", "--heartbeat-seconds", "1", "--max-connections-per-address", "200"],
         &[],
-        Some(1024),
+        Some((1024, 1024)),
     );
     let addr = server.addr.clone();
     let token = create_room(&addr, "flood").await.join_token;
@@ -339,6 +339,17 @@ async fn a_connection_flood_leaves_health_and_flushes_working() {
     // The member's WebSocket, pinged by the server, was never idle.
     member.send(&ClientMessage::Ping { nonce: 9 }).await;
     member.read_until(|m| matches!(m, ServerMessage::Pong { nonce: 9 })).await;
+}
+
+#[tokio::test]
+async fn the_soft_open_file_limit_is_raised_and_descriptors_are_kept_for_storage() {
+    let data = tempfile::tempdir().expect("tempdir");
+    let server = Spawned::start(data.path(), &[], &[], Some((1024, 8192)));
+    let soft = std::fs::read_to_string(format!("/proc/{}/limits", server.child.id())).expect("limits");
+    let line = soft.lines().find(|l| l.starts_with("Max open files")).expect("line").to_owned();
+    assert!(line.split_whitespace().nth(3) == Some("8192"), "soft limit raised to the hard one: {line}");
+    assert!(server.log_contains("open_files=8192"), "logged");
+    assert!(server.log_contains("max_connections=7936"), "8192 less 256 kept for storage");
 }
 
 #[tokio::test]

@@ -56,9 +56,9 @@ pub struct Spawned {
 }
 
 impl Spawned {
-    /// Starts the binary on `data` with `args`, `env`, and, when given, this soft and hard
+    /// Starts the binary on `data` with `args`, `env`, and, when given, this (soft, hard)
     /// open-file limit.
-    pub fn start(data: &Path, args: &[&str], env: &[(&str, &str)], open_files: Option<u64>) -> Self {
+    pub fn start(data: &Path, args: &[&str], env: &[(&str, &str)], open_files: Option<(u64, u64)>) -> Self {
         use std::io::{BufRead, BufReader};
         use std::process::{Command, Stdio};
         let mut command = Command::new(env!("CARGO_BIN_EXE_vestige"));
@@ -71,12 +71,12 @@ impl Spawned {
             .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
-        if let Some(limit) = open_files {
+        if let Some((soft, hard)) = open_files {
             use std::os::unix::process::CommandExt;
             // SAFETY: only setrlimit runs between fork and exec; it allocates nothing.
             unsafe {
                 command.pre_exec(move || {
-                    let rl = libc::rlimit { rlim_cur: limit as libc::rlim_t, rlim_max: limit as libc::rlim_t };
+                    let rl = libc::rlimit { rlim_cur: soft as libc::rlim_t, rlim_max: hard as libc::rlim_t };
                     if libc::setrlimit(libc::RLIMIT_NOFILE, &rl) != 0 {
                         return Err(std::io::Error::last_os_error());
                     }
