@@ -639,8 +639,9 @@ async fn messages_and_pings_are_rate_limited_before_parsing() {
             _ => {}
         }
     }
-    assert!(pongs <= 55, "only the burst is answered: {pongs} pongs");
-    assert!(limited >= 140, "the rest is refused: {limited}");
+    // A burst of 50 and 5 a second after it: a slow machine may refill a few more.
+    assert!(pongs <= 80, "only the burst is answered: {pongs} pongs");
+    assert!(limited >= 200, "the rest, WebSocket pings included, is refused: {limited}");
 }
 
 #[tokio::test]
