@@ -264,6 +264,19 @@ impl<T> IdleTimeout<T> {
         }
     }
 
+    /// A read or write that moved bytes counts as activity; one still waiting fails once the
+    /// connection has been idle too long.
+    fn observe<R>(&mut self, cx: &mut Context<'_>, polled: Poll<io::Result<R>>) -> Poll<io::Result<R>> {
+        match polled {
+            Poll::Ready(result) => {
+                self.last_active = Instant::now();
+                Poll::Ready(result)
+            }
+            Poll::Pending if self.expired(cx) => Poll::Ready(Err(Self::timed_out())),
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
     fn timed_out() -> io::Error {
         io::Error::new(io::ErrorKind::TimedOut, "connection idle for too long")
     }
@@ -272,28 +285,16 @@ impl<T> IdleTimeout<T> {
 impl<T: AsyncRead + Unpin> AsyncRead for IdleTimeout<T> {
     fn poll_read(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &mut ReadBuf<'_>) -> Poll<io::Result<()>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_read(cx, buf) {
-            Poll::Ready(result) => {
-                this.last_active = Instant::now();
-                Poll::Ready(result)
-            }
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(Self::timed_out())),
-            Poll::Pending => Poll::Pending,
-        }
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        this.observe(cx, polled)
     }
 }
 
 impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
     fn poll_write(mut self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write(cx, buf) {
-            Poll::Ready(result) => {
-                this.last_active = Instant::now();
-                Poll::Ready(result)
-            }
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(Self::timed_out())),
-            Poll::Pending => Poll::Pending,
-        }
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        this.observe(cx, polled)
     }
 
     fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
@@ -314,14 +315,8 @@ impl<T: AsyncWrite + Unpin> AsyncWrite for IdleTimeout<T> {
         bufs: &[io::IoSlice<'_>],
     ) -> Poll<io::Result<usize>> {
         let this = &mut *self;
-        match Pin::new(&mut this.inner).poll_write_vectored(cx, bufs) {
-            Poll::Ready(result) => {
-                this.last_active = Instant::now();
-                Poll::Ready(result)
-            }
-            Poll::Pending if this.expired(cx) => Poll::Ready(Err(Self::timed_out())),
-            Poll::Pending => Poll::Pending,
-        }
+        let polled = Pin::new(&mut this.inner).poll_write_vectored(cx, bufs);
+        this.observe(cx, polled)
     }
 
     fn is_write_vectored(&self) -> bool {
