@@ -7,7 +7,9 @@ use serde::Deserialize;
 
 #[derive(Deserialize)]
 struct Created {
+    id: String,
     join_link: String,
+    owner_token: String,
 }
 
 #[derive(Deserialize)]
@@ -15,7 +17,8 @@ struct ApiError {
     message: String,
 }
 
-/// Creates a room; returns the path of its page with the join token.
+/// Creates a room; returns the path of its page with the join token. The owner token is kept
+/// in this browser: it lets this browser cancel or remove anyone's photo in the room.
 pub async fn create_room(name: &str) -> Result<String, String> {
     let request = gloo_net::http::Request::post("/api/rooms")
         .json(&serde_json::json!({ "name": name }))
@@ -23,6 +26,9 @@ pub async fn create_room(name: &str) -> Result<String, String> {
     let response = request.send().await.map_err(|_| "The server cannot be reached; try again.".to_owned())?;
     if response.ok() {
         let created: Created = response.json().await.map_err(|err| err.to_string())?;
+        if let Some(storage) = storage() {
+            let _ = storage.set_item(&format!("vestige.owner.{}", created.id), &created.owner_token);
+        }
         Ok(created.join_link)
     } else {
         Err(error_message(response).await)
@@ -66,12 +72,28 @@ pub fn remember_token(room: &RoomId, from_link: Option<String>) -> Option<String
     }
 }
 
+/// The owner token of a room this browser created, if it did.
+pub fn owner_token(room: &RoomId) -> Option<String> {
+    storage()?.get_item(&format!("vestige.owner.{room}")).ok().flatten().filter(|t| !t.is_empty())
+}
+
 /// Who this browser is: kept in local storage, chosen in the lobby on the first visit.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Identity {
     pub user: String,
     pub name: String,
     pub colour: String,
+    /// The secret behind this browser's uploader id (see `hello`): never shown, never shared.
+    pub key: String,
+}
+
+fn random_hex(bytes: usize) -> String {
+    let mut buffer = vec![0u8; bytes];
+    match web_sys::window().and_then(|w| w.crypto().ok()).map(|c| c.get_random_values_with_u8_array(&mut buffer)) {
+        Some(Ok(_)) => buffer.iter().map(|b| format!("{b:02x}")).collect(),
+        // No WebCrypto: Math.random is weak, but the key only guards against mistakes then.
+        _ => (0..bytes).map(|_| format!("{:02x}", (js_sys::Math::random() * 256.0) as u8)).collect(),
+    }
 }
 
 use crate::pages::COLOURS;
@@ -90,7 +112,14 @@ pub fn identity() -> Identity {
     let colour = get("vestige.colour").filter(|c| COLOURS.contains(&c.as_str())).unwrap_or_else(|| {
         COLOURS[(js_sys::Math::random() * COLOURS.len() as f64) as usize % COLOURS.len()].to_owned()
     });
-    Identity { user, name: get("vestige.name").unwrap_or_default(), colour }
+    let key = get("vestige.key").filter(|k| k.len() >= 32).unwrap_or_else(|| {
+        let key = random_hex(16);
+        if let Some(storage) = &storage {
+            let _ = storage.set_item("vestige.key", &key);
+        }
+        key
+    });
+    Identity { user, name: get("vestige.name").unwrap_or_default(), colour, key }
 }
 
 pub fn save_identity(name: &str, colour: &str) {

@@ -13,8 +13,11 @@ pub enum ConnectionState {
     Connected { connection_id: u64, server_version: String },
     /// Waiting before the next attempt; `retry_in` is rounded up to whole seconds for display.
     Reconnecting { attempt: u32, retry_in: Duration },
-    /// Reconnecting cannot help (unsupported version, unauthorized, no such room).
+    /// Reconnecting cannot help (unsupported version, invalid room name).
     Offline { reason: String },
+    /// The room does not let us in: no such room, or a private room without a valid token
+    /// (which the server cannot tell apart, on purpose). Only an invitation helps.
+    Refused { reason: String },
 }
 
 impl ConnectionState {
@@ -25,6 +28,7 @@ impl ConnectionState {
             Self::Connected { .. } => "connected",
             Self::Reconnecting { .. } => "reconnecting",
             Self::Offline { .. } => "offline",
+            Self::Refused { .. } => "refused",
         }
     }
 
@@ -36,6 +40,7 @@ impl ConnectionState {
                 format!("Reconnecting in {} s", retry_in.as_secs_f64().ceil() as u64)
             }
             Self::Offline { reason } => format!("Offline: {reason}"),
+            Self::Refused { .. } => "Not invited".to_owned(),
         }
     }
 }
@@ -86,6 +91,7 @@ mod browser {
     enum Ended {
         Retry,
         GiveUp(String),
+        Refused(String),
     }
 
     /// Runs for the life of the page: connect, serve, back off, repeat. Everything received is
@@ -109,13 +115,17 @@ mod browser {
                         state.set(ConnectionState::Offline { reason });
                         return;
                     }
+                    Ended::Refused(reason) => {
+                        state.set(ConnectionState::Refused { reason });
+                        return;
+                    }
                     Ended::Retry => {}
                 }
                 // A browser hides why a WebSocket upgrade was refused; the HTTP API tells.
                 if !state.with_untracked(|s| matches!(s, ConnectionState::Connected { .. }))
                     && let Some(reason) = crate::api::refusal(&room, token.as_deref()).await
                 {
-                    state.set(ConnectionState::Offline { reason });
+                    state.set(ConnectionState::Refused { reason });
                     return;
                 }
                 // A connection that reached `welcome` resets the schedule: the next drop is a
@@ -150,6 +160,7 @@ mod browser {
             resume: store.model.with_untracked(|m| m.position.clone()),
             user: Some(identity.user.clone()),
             colour: Some(identity.colour.clone()),
+            key: Some(identity.key.clone()),
         };
         if sink.send(Message::Text(hello.to_json())).await.is_err() {
             return Ended::Retry;
@@ -206,8 +217,8 @@ mod browser {
             close_code::PROTOCOL_MISMATCH => {
                 Ended::GiveUp(format!("this page is out of date, reload it ({reason})"))
             }
-            close_code::UNAUTHORIZED => Ended::GiveUp(format!("not allowed in this room ({reason})")),
-            close_code::ROOM_NOT_FOUND => Ended::GiveUp(format!("no such room ({reason})")),
+            close_code::UNAUTHORIZED => Ended::Refused(format!("not allowed in this room ({reason})")),
+            close_code::ROOM_NOT_FOUND => Ended::Refused(format!("no such room ({reason})")),
             _ => Ended::Retry,
         }
     }

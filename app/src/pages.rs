@@ -152,7 +152,7 @@ pub fn Lobby() -> impl IntoView {
 }
 
 /// Colours offered for avatars; white initials are readable on each.
-pub const COLOURS: [&str; 8] = ["#c0392b", "#2e86c1", "#1e8449", "#8e44ad", "#d35400", "#117a65", "#7d3c98", "#34495e"];
+pub const COLOURS: [&str; 8] = ["#c0392b", "#2e86c1", "#1e8449", "#8e44ad", "#d35400", "#117a65", "#7e5109", "#34495e"];
 
 /// The room page path in an invitation link (full URL or path), checked before navigating.
 pub fn room_link(raw: &str) -> Result<String, String> {
@@ -202,7 +202,9 @@ pub fn RoomPage() -> impl IntoView {
                     identity.name = format!("Guest {}", &identity.user[identity.user.len().saturating_sub(4)..]);
                 }
                 entered.set(Some(Entered { room: room.clone(), token: token.clone() }));
-                crate::connection::connect(room, token, identity, state, store);
+                // The owner token also admits, and lets this browser take anyone's photo away.
+                let socket_token = crate::api::owner_token(&room).or(token);
+                crate::connection::connect(room, socket_token, identity, state, store);
             }
             #[cfg(not(feature = "hydrate"))]
             Ok(_) => {
@@ -212,18 +214,125 @@ pub fn RoomPage() -> impl IntoView {
         }
     });
 
+    let refused = move || state.with(|s| matches!(s, ConnectionState::Refused { .. }));
+    let title = move || {
+        store.model.with(|m| m.room_name.clone()).unwrap_or_else(|| match room.get() {
+            Ok(room) => room.to_string(),
+            Err(_) => "Invalid room".to_owned(),
+        })
+    };
     view! {
         <section class="room">
             <header class="room-header">
                 <a class="home" href="/">"Vestige"</a>
-                <h1>{move || match room.get() {
-                    Ok(room) => room.to_string(),
-                    Err(_) => "Invalid room".to_owned(),
-                }}</h1>
-                <Avatars store/>
+                <h1 data-testid="room-title" title=title>{title}</h1>
+                <Show when=move || !refused()>
+                    <Avatars store/>
+                    {move || entered.get().map(|entered| view! { <Invite entered state=state.read_only()/> })}
+                </Show>
                 <ConnectionIndicator state=state.read_only()/>
             </header>
-            {move || entered.get().map(|entered| view! { <RoomBody entered store/> })}
+            <Show
+                when=refused
+                fallback=move || entered.get().map(|entered| view! { <RoomBody entered store/> })
+            >
+                <NotInvited state=state.read_only()/>
+            </Show>
+        </section>
+    }
+}
+
+/// The link that lets someone else in, shown and copied from the room page itself.
+#[component]
+fn Invite(entered: Entered, state: ReadSignal<ConnectionState>) -> impl IntoView {
+    let open = RwSignal::new(false);
+    let copied = RwSignal::new(false);
+    let Entered { room, token } = entered;
+    let link = Memo::new(move |_| {
+        let origin = {
+            #[cfg(feature = "hydrate")]
+            {
+                web_sys::window().and_then(|w| w.location().origin().ok()).unwrap_or_default()
+            }
+            #[cfg(not(feature = "hydrate"))]
+            {
+                String::new()
+            }
+        };
+        invitation_link(&origin, &room, token.as_deref())
+    });
+    let copy = move |_| {
+        #[cfg(feature = "hydrate")]
+        if let Some(window) = web_sys::window() {
+            let navigator = window.navigator();
+            // Outside a secure context (plain HTTP to another machine) there is no clipboard
+            // API: the link is then selected for copying by hand.
+            let has_clipboard =
+                js_sys::Reflect::get(&navigator, &"clipboard".into()).is_ok_and(|c| !c.is_undefined() && !c.is_null());
+            if has_clipboard {
+                let _ = navigator.clipboard().write_text(&link.get_untracked());
+                copied.set(true);
+            } else if let Some(input) = window
+                .document()
+                .and_then(|d| d.get_element_by_id("invite-link"))
+                .and_then(|e| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlInputElement>(e).ok())
+            {
+                input.select();
+            }
+        }
+    };
+    let connected = move || state.with(|s| matches!(s, ConnectionState::Connected { .. }));
+    view! {
+        <div class="invite">
+            <button
+                type="button"
+                class="invite-button"
+                aria-expanded=move || open.get().to_string()
+                aria-controls="invite-panel"
+                disabled=move || !connected()
+                on:click=move |_| { open.update(|o| *o = !*o); copied.set(false); }
+            >"Invite"</button>
+            <Show when=move || open.get()>
+                <div id="invite-panel" class="invite-panel" role="dialog" aria-label="Invite someone">
+                    <label for="invite-link">"Anyone with this link can join and add photos"</label>
+                    <input id="invite-link" data-testid="invite-link" readonly prop:value=move || link.get()
+                        on:focus=move |ev| {
+                            #[cfg(feature = "hydrate")]
+                            if let Some(input) = ev.target().and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlInputElement>(t).ok()) {
+                                input.select();
+                            }
+                            #[cfg(not(feature = "hydrate"))]
+                            let _ = ev;
+                        }
+                    />
+                    <button type="button" on:click=copy>{move || if copied.get() { "Copied" } else { "Copy link" }}</button>
+                </div>
+            </Show>
+        </div>
+    }
+}
+
+/// The full invitation URL: the room page with its join token (none for a public room).
+pub fn invitation_link(origin: &str, room: &RoomId, token: Option<&str>) -> String {
+    match token {
+        Some(token) => format!("{origin}/rooms/{room}?token={token}"),
+        None => format!("{origin}/rooms/{room}"),
+    }
+}
+
+/// What a page without a valid invitation shows instead of a room it cannot use.
+#[component]
+fn NotInvited(state: ReadSignal<ConnectionState>) -> impl IntoView {
+    let reason = move || state.with(|s| match s {
+        ConnectionState::Refused { reason } => reason.clone(),
+        _ => String::new(),
+    });
+    view! {
+        <section class="not-invited" data-testid="not-invited" aria-labelledby="not-invited-title">
+            <h2 id="not-invited-title">"Ask for an invitation"</h2>
+            <p>"This room is private, or it does not exist. Only someone already in it can let you in: ask them to press "<strong>"Invite"</strong>" on the room page and send you the link."</p>
+            <p class="reason">{reason}</p>
+            <a href="/">"Back to the lobby"</a>
         </section>
     }
 }
@@ -232,6 +341,8 @@ pub fn RoomPage() -> impl IntoView {
 fn RoomBody(entered: Entered, store: RoomStore) -> impl IntoView {
     let Entered { room, token } = entered;
     let scene = RwSignal::new(SceneData::new());
+    // Cards ask the viewer to look through their photo.
+    provide_context(crate::viewer::ViewRequest::new());
     // The viewer's scene follows the room's manifest and cameras; its own logic keeps the old
     // model on screen until a refinement's new one has fully arrived.
     let manifest = Memo::new(move |_| store.model.with(|m| (m.room.manifest.clone(), m.room.cameras.clone())));
@@ -245,7 +356,7 @@ fn RoomBody(entered: Entered, store: RoomStore) -> impl IntoView {
         // Replaying the registration moves the viewer's highlight to that photo's points.
         let event = store.model.with_untracked(|m| {
             let camera = m.room.cameras.iter().find(|c| c.photo == photo).cloned()?;
-            Some(RoomEvent::PhotoRegistered { photo: photo.clone(), camera, shard: m.room.manifest.shards.last().cloned() })
+            Some(RoomEvent::PhotoRegistered { photo: photo.clone(), camera, shard: m.room.manifest.shards.last().cloned(), model_points: None })
         });
         if let Some(event) = event {
             scene.update(|s| s.apply_event(&event, crate::viewer::now_ms()));
@@ -269,6 +380,13 @@ fn RoomBody(entered: Entered, store: RoomStore) -> impl IntoView {
     view! {
         <div class="room-body">
             <div class="stage">
+                <Show when=move || store.model.with(|m| m.position.is_some() && m.room.photos.is_empty())>
+                    <div class="first-step" data-testid="first-step">
+                        <h2>"Start the model"</h2>
+                        <p>"Add two or more photos of the same part of the site, taken a few steps apart. Drop them anywhere on this page, or use "<strong>"Choose photos"</strong>"."</p>
+                        <p>"Everyone in the room sees the model grow; press "<strong>"Invite"</strong>" to bring someone in."</p>
+                    </div>
+                </Show>
                 <Viewer scene/>
                 <RoomStatus store/>
                 <Downloads room=room.clone() token=token.clone()/>
@@ -317,6 +435,13 @@ pub fn NotFound() -> impl IntoView {
 #[cfg(test)]
 mod tests {
     use super::room_link;
+
+    #[test]
+    fn the_invitation_carries_the_join_token_only_for_private_rooms() {
+        let room = crate::protocol::RoomId::parse("plaza").expect("id");
+        assert_eq!(super::invitation_link("http://h", &room, Some("ab")), "http://h/rooms/plaza?token=ab");
+        assert_eq!(super::invitation_link("http://h", &room, None), "http://h/rooms/plaza");
+    }
 
     #[test]
     fn invitation_links_are_checked() {

@@ -93,8 +93,9 @@ pub fn status_key(state: PhotoState) -> &'static str {
     }
 }
 
-fn status_text(state: PhotoState, reason: Option<&str>, progress: Option<&PhotoProgress>) -> String {
+fn status_text(state: PhotoState, reason: Option<&str>, progress: Option<&PhotoProgress>, waiting_for_start: bool) -> String {
     match state {
+        PhotoState::Pending if waiting_for_start => "Waiting for a second photo of the same place".into(),
         PhotoState::Queued => "Waiting for its turn".into(),
         PhotoState::Processing => match progress {
             Some(p) => match eta_label(p.eta_ms) {
@@ -127,6 +128,15 @@ pub fn Uploads(store: RoomStore, room: RoomId, token: Option<String>) -> impl In
     let uploader = StoredValue::new_local(browser::Uploader::new(store, room.clone(), token.clone(), local));
     #[cfg(not(feature = "hydrate"))]
     let _ = (&room, &token);
+    // Once the room lists an upload, the room's card tells its story: the local one goes for
+    // good, so a photo removed later does not come back as "Stored".
+    Effect::new(move |_| {
+        let listed: Vec<String> = store.model.with(|m| m.room.photos.iter().map(|p| p.id.clone()).collect());
+        let done = |u: &LocalUpload| u.state == LocalState::Stored && u.sha.as_ref().is_some_and(|sha| listed.contains(sha));
+        if local.with(|l| l.iter().any(done)) {
+            local.update(|l| l.retain(|u| !done(u)));
+        }
+    });
     // Presence shows who is uploading.
     let busy = Memo::new(move |_| local.with(|l| in_flight(l)));
     Effect::new(move |previous: Option<u32>| {
@@ -159,13 +169,32 @@ pub fn Uploads(store: RoomStore, room: RoomId, token: Option<String>) -> impl In
             add_files(None);
         }
     };
+    // Drops are taken anywhere on the page: a photo dropped on the viewer or a card would
+    // otherwise be opened by the browser, which leaves the room.
     let dragging = RwSignal::new(false);
-    let on_drop = move |ev: leptos::ev::DragEvent| {
-        ev.prevent_default();
-        dragging.set(false);
-        #[cfg(feature = "hydrate")]
-        add_files(ev.data_transfer().and_then(|d| d.files()));
-    };
+    #[cfg(feature = "hydrate")]
+    {
+        let over = window_event_listener(leptos::ev::dragover, move |ev| {
+            ev.prevent_default();
+            dragging.set(true);
+        });
+        let left = window_event_listener(leptos::ev::dragleave, move |ev| {
+            // Leaving one element for another is not leaving the page.
+            if ev.related_target().is_none() {
+                dragging.set(false);
+            }
+        });
+        let dropped = window_event_listener(leptos::ev::drop, move |ev| {
+            ev.prevent_default();
+            dragging.set(false);
+            add_files(ev.data_transfer().and_then(|d| d.files()));
+        });
+        on_cleanup(move || {
+            over.remove();
+            left.remove();
+            dropped.remove();
+        });
+    }
     let picker = NodeRef::<leptos::html::Input>::new();
     let open_picker = move |_| {
         if let Some(input) = picker.get() {
@@ -174,13 +203,28 @@ pub fn Uploads(store: RoomStore, room: RoomId, token: Option<String>) -> impl In
     };
     let cards = Memo::new(move |_| {
         store.model.with(|m| {
+            let mut ahead = m.room.photos.iter().filter(|p| p.status == PhotoState::Processing).count() as u32;
             m.room
                 .photos
                 .iter()
-                .map(|p| (p.id.clone(), p.name.clone(), p.by.clone(), p.status, p.reason.clone(), m.progress.get(&p.id).cloned()))
+                .map(|p| Card {
+                    ahead: (p.status == PhotoState::Queued).then(|| {
+                        ahead += 1;
+                        ahead - 1
+                    }),
+                    id: p.id.clone(),
+                    name: p.name.clone(),
+                    by: p.by.clone(),
+                    status: p.status,
+                    reason: p.reason.clone(),
+                    progress: m.progress.get(&p.id).cloned(),
+                    mine: m.may_take_away(p),
+                    waiting_for_start: m.waiting_for_start(),
+                })
                 .collect::<Vec<_>>()
         })
     });
+    let thumbnails = Thumbnails { room: room.clone(), token: token.clone() };
     let pending_local = Memo::new(move |_| {
         let listed = store.model.with(|m| m.room.photos.iter().map(|p| p.id.clone()).collect::<Vec<_>>());
         local.with(|l| unlisted(l, |sha| listed.iter().any(|id| id == sha)).into_iter().cloned().collect::<Vec<_>>())
@@ -189,14 +233,11 @@ pub fn Uploads(store: RoomStore, room: RoomId, token: Option<String>) -> impl In
     view! {
         <section class="panel uploads" aria-labelledby="uploads-title">
             <h2 id="uploads-title">"Photos"</h2>
-            <div
-                class="dropzone"
-                class:dragging=move || dragging.get()
-                on:dragover=move |ev: leptos::ev::DragEvent| { ev.prevent_default(); dragging.set(true); }
-                on:dragleave=move |_| dragging.set(false)
-                on:drop=on_drop
-            >
-                <p>"Drop photos here, or"</p>
+            <div class="drop-overlay" class:shown=move || dragging.get() aria-hidden="true">
+                <p>"Drop the photos anywhere to add them to the room"</p>
+            </div>
+            <div class="dropzone" data-testid="dropzone" class:dragging=move || dragging.get()>
+                <p>"Drop photos anywhere on the page, or"</p>
                 <button type="button" on:click=open_picker>"Choose photos"</button>
                 <input
                     node_ref=picker
@@ -215,18 +256,27 @@ pub fn Uploads(store: RoomStore, room: RoomId, token: Option<String>) -> impl In
                 </label>
             </div>
             <ul class="cards" aria-label="Photos of this room">
+                // The room's photos in upload order, then this tab's uploads the room does not list
+                // yet: those are the newest, so a card never jumps when the room takes it over.
+                <For each=move || cards.get() key=Card::key let:card>
+                    <PhotoCard thumbnail=thumbnail_of(&card.id).unwrap_or_else(|| thumbnails.url(&card.id)) card store/>
+                </For>
                 <For each=move || pending_local.get() key=|u| (u.local_id, format!("{:?}", u.state)) let:upload>
                     <LocalCard upload local/>
                 </For>
-                <For
-                    each=move || cards.get()
-                    key=|(id, _, _, status, _, progress)| (id.clone(), *status, progress.as_ref().map(|p| (p.stage.clone(), (p.fraction * 100.0) as u32, p.eta_ms)))
-                    let:card
-                >
-                    <PhotoCard card=card.clone() thumbnail=thumbnail_of(&card.0) store/>
-                </For>
             </ul>
         </section>
+    }
+}
+
+/// Brings the 3D view on screen (on a phone it is above the cards).
+fn scroll_to_viewer() {
+    #[cfg(feature = "hydrate")]
+    if let Some(canvas) = web_sys::window()
+        .and_then(|w| w.document())
+        .and_then(|d| d.query_selector("[data-testid=viewer]").ok().flatten())
+    {
+        canvas.scroll_into_view();
     }
 }
 
@@ -269,20 +319,66 @@ fn LocalCard(upload: LocalUpload, local: RwSignal<Vec<LocalUpload>>) -> impl Int
     }
 }
 
-type Card = (String, String, String, PhotoState, Option<String>, Option<PhotoProgress>);
+/// What one card shows of a room photo.
+#[derive(Clone, Debug, PartialEq)]
+struct Card {
+    id: String,
+    name: String,
+    by: String,
+    status: PhotoState,
+    reason: Option<String>,
+    progress: Option<PhotoProgress>,
+    /// This page may cancel or remove it (its uploader, or the room's owner).
+    mine: bool,
+    /// For a queued photo: how many photos the worker takes before it.
+    ahead: Option<u32>,
+    waiting_for_start: bool,
+}
+
+impl Card {
+    /// Cards are rebuilt when anything they show changes; progress in whole percent.
+    fn key(&self) -> (String, PhotoState, Option<(String, u32, Option<u64>)>, bool, bool, Option<u32>) {
+        let progress = self.progress.as_ref().map(|p| (p.stage.clone(), (p.fraction * 100.0) as u32, p.eta_ms));
+        (self.id.clone(), self.status, progress, self.mine, self.waiting_for_start, self.ahead)
+    }
+}
+
+/// The server's small copy of each photo, made once and content-addressed like shards.
+#[derive(Clone)]
+struct Thumbnails {
+    room: RoomId,
+    token: Option<String>,
+}
+
+impl Thumbnails {
+    fn url(&self, photo: &str) -> String {
+        let query = self.token.as_deref().map(|t| format!("?token={t}")).unwrap_or_default();
+        format!("/api/rooms/{}/photos/{photo}/thumbnail{query}", self.room)
+    }
+}
 
 #[component]
-fn PhotoCard(card: Card, thumbnail: Option<String>, store: RoomStore) -> impl IntoView {
-    let (id, name, by, status, reason, progress) = card;
-    let text = status_text(status, reason.as_deref(), progress.as_ref());
+fn PhotoCard(card: Card, thumbnail: String, store: RoomStore) -> impl IntoView {
+    let Card { id, name, by, status, reason, progress, mine, waiting_for_start, ahead } = card;
+    let text = match ahead {
+        Some(0) => "Next in line".to_owned(),
+        Some(n) => format!("Waiting: {n} photo{} before it", if n == 1 { "" } else { "s" }),
+        None => status_text(status, reason.as_deref(), progress.as_ref(), waiting_for_start),
+    };
     let fraction = progress.as_ref().map(|p| p.fraction).unwrap_or(0.0);
     let send = move |message: ClientMessage| store.send(message);
     let (cancel_id, retry_id, remove_id) = (id.clone(), id.clone(), id.clone());
-    let can_cancel = status.awaits_processing();
+    let can_cancel = mine && status.awaits_processing();
     let can_retry = matches!(status, PhotoState::Failed | PhotoState::Cancelled | PhotoState::Pending);
+    let can_remove = mine && can_retry;
+    // Removing deletes the photo for everyone: it takes a second, deliberate click.
+    let confirming = RwSignal::new(false);
+    let status_class = if status == PhotoState::Pending && waiting_for_start { "waiting" } else { status_key(status) };
+    let view_request = use_context::<crate::viewer::ViewRequest>();
+    let view_id = id.clone();
     view! {
-        <li class="card" data-testid="photo-card" data-status=status_key(status) data-photo=id.clone()>
-            {thumbnail.map(|src| view! { <img class="thumb" src=src alt=""/> })}
+        <li class="card" data-testid="photo-card" data-status=status_key(status) data-photo=id.clone() data-look=status_class>
+            <img class="thumb" src=thumbnail alt="" loading="lazy" width="48" height="48"/>
             <div class="card-body">
                 <p class="card-name">{name.clone()}</p>
                 <p class="card-by">{format!("by {by}")}</p>
@@ -294,12 +390,36 @@ fn PhotoCard(card: Card, thumbnail: Option<String>, store: RoomStore) -> impl In
                 })}
             </div>
             <div class="card-actions">
-                {can_cancel.then(|| view! {
-                    <button type="button" aria-label=format!("Cancel {name}") on:click=move |_| send(ClientMessage::CancelPhoto { photo: cancel_id.clone() })>"Cancel"</button>
+                {(status == PhotoState::Registered).then(|| view_request).flatten().map(|request| view! {
+                    <button type="button" class="quiet" aria-label=format!("View the model from {name}") on:click=move |_| {
+                        request.view_from(&view_id);
+                        scroll_to_viewer();
+                    }>"View"</button>
                 })}
-                {can_retry.then(|| view! {
-                    <button type="button" aria-label=format!("Retry {name}") on:click=move |_| send(ClientMessage::RetryPhoto { photo: retry_id.clone() })>"Retry"</button>
-                    <button type="button" aria-label=format!("Remove {name}") on:click=move |_| send(ClientMessage::RemovePhoto { photo: remove_id.clone() })>"Remove"</button>
+                {can_cancel.then(|| view! {
+                    <button type="button" class="quiet" aria-label=format!("Cancel {name}") on:click=move |_| send(ClientMessage::CancelPhoto { photo: cancel_id.clone() })>"Cancel"</button>
+                })}
+                {(can_retry && !(status == PhotoState::Pending && waiting_for_start)).then(|| view! {
+                    <button type="button" class="quiet" aria-label=format!("Retry {name}") on:click=move |_| send(ClientMessage::RetryPhoto { photo: retry_id.clone() })>"Retry"</button>
+                })}
+                {can_remove.then(|| {
+                    let (label, confirm_label) = (format!("Remove {name}"), format!("Yes, remove {name} for everyone"));
+                    view! {
+                        <Show
+                            when=move || confirming.get()
+                            fallback=move || view! {
+                                <button type="button" class="quiet" aria-label=label.clone() on:click=move |_| confirming.set(true)>"Remove"</button>
+                            }
+                        >
+                            <span class="confirm" role="group" aria-label="Confirm removal">
+                                <button type="button" class="danger" aria-label=confirm_label.clone() on:click={
+                                    let remove_id = remove_id.clone();
+                                    move |_| send(ClientMessage::RemovePhoto { photo: remove_id.clone() })
+                                }>"Remove for everyone"</button>
+                                <button type="button" class="quiet" on:click=move |_| confirming.set(false)>"Keep"</button>
+                            </span>
+                        </Show>
+                    }
                 })}
             </div>
         </li>
@@ -494,8 +614,9 @@ mod tests {
         assert_eq!(eta_label(None), None);
         assert_eq!(stage_label("features"), "Finding features");
         let p = PhotoProgress { stage: "matching".into(), fraction: 0.5, eta_ms: Some(1500) };
-        assert_eq!(status_text(PhotoState::Processing, None, Some(&p)), "Matching — about 2 s");
-        assert_eq!(status_text(PhotoState::Pending, Some("no overlap with the model"), None), "Could not be placed yet: no overlap with the model");
+        assert_eq!(status_text(PhotoState::Processing, None, Some(&p), false), "Matching — about 2 s");
+        assert_eq!(status_text(PhotoState::Pending, Some("no overlap with the model"), None, false), "Could not be placed yet: no overlap with the model");
+        assert_eq!(status_text(PhotoState::Pending, Some("waiting"), None, true), "Waiting for a second photo of the same place");
     }
 
     #[test]

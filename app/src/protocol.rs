@@ -129,6 +129,12 @@ pub enum ClientMessage {
         /// The user's colour as `#rrggbb`.
         #[serde(default)]
         colour: Option<String>,
+        /// A secret this browser keeps (8 to 64 letters, digits, `-` or `_`). Photos uploaded
+        /// through this connection carry an id derived from it, and only a connection with the
+        /// same secret, or the room's owner, may cancel or remove them. Without it the
+        /// connection gets a fresh one: its photos are its own while it is open.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        key: Option<String>,
     },
     /// Liveness probe; the server answers with the same nonce.
     Ping { nonce: u64 },
@@ -180,6 +186,16 @@ pub enum ServerMessage {
         /// while the connection is open.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         upload_key: Option<String>,
+        /// The room's display name ("Auditorio de León" for `auditorio-de-le-n`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        room_name: Option<String>,
+        /// This connection's uploader id: photos whose `uploader` equals it are this member's.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uploader: Option<String>,
+        /// Whether this connection entered with the owner token: it may cancel and remove any
+        /// photo.
+        #[serde(default)]
+        owner: bool,
     },
     /// The whole room state at `position`. `reset` is true when the client asked to resume but
     /// the events it missed are no longer available: it must replace, not merge, what it has.
@@ -267,11 +283,32 @@ pub enum RoomEvent {
     Note { by: String, text: String },
     /// A photo was stored durably and waits for reconstruction. `position` counts the room's
     /// photos from 1 in upload order.
-    PhotoQueued { photo: String, name: String, by: String, bytes: u64, position: u32 },
+    /// `uploader` is the id of the member who may cancel or remove it (besides the owner);
+    /// absent for uploads that named no connection.
+    PhotoQueued {
+        photo: String,
+        name: String,
+        by: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        uploader: Option<String>,
+        bytes: u64,
+        position: u32,
+    },
     /// A worker took the photo.
     PhotoStarted { photo: String },
-    /// The photo has a pose; `shard` holds the points its registration added.
-    PhotoRegistered { photo: String, camera: CameraView, shard: Option<ShardRef> },
+    /// The photo has a pose; `shard` holds the points its registration added. A photo that
+    /// was pending may register while another photo is processed (its pose needed that photo's
+    /// points): its `photo_registered` then comes without a `photo_started` of its own.
+    PhotoRegistered {
+        photo: String,
+        camera: CameraView,
+        shard: Option<ShardRef>,
+        /// Points in the whole model after this photo: what `model.ply` holds. It can be less
+        /// than the shards' sum, since later photos may show earlier points to be outliers;
+        /// the next refinement's manifest has exactly these.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        model_points: Option<u64>,
+    },
     /// The photo could not be registered yet (validation required). It is kept and retried as
     /// more photos arrive; a member may retry it now or remove it.
     PhotoPending { photo: String, reason: String },
@@ -281,7 +318,13 @@ pub enum RoomEvent {
     /// A member put the photo back in the queue.
     PhotoRetried { photo: String, by: String },
     PhotoRemoved { photo: String, by: String },
+    /// A global refinement began; exactly one `refinement_done` or `refinement_interrupted`
+    /// closes it.
     RefinementStarted { photos: u32 },
+    /// The server stopped during the refinement that the last `refinement_started` announced
+    /// (appended when it starts again, before anything else). The model stays as it was before
+    /// that refinement; it runs again with the photo that triggered it.
+    RefinementInterrupted { photos: u32 },
     /// Global refinement finished: `manifest` and `cameras` replace the old ones entirely (a
     /// full refetch for every client).
     RefinementDone { manifest: Manifest, cameras: Vec<CameraView>, seconds: f64 },
@@ -474,6 +517,9 @@ pub struct PhotoSummary {
     pub id: String,
     pub name: String,
     pub by: String,
+    /// See [`RoomEvent::PhotoQueued`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub uploader: Option<String>,
     pub status: PhotoState,
     /// Why it is pending or failed.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -525,6 +571,13 @@ pub struct RoomSnapshot {
     pub manifest: Manifest,
     pub settings: RoomSettings,
     pub last_refinement: Option<RefinementInfo>,
+    /// A refinement is running: the photo count of its `refinement_started`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refining: Option<u32>,
+    /// Points in the model after the latest registration or refinement (see
+    /// [`RoomEvent::PhotoRegistered`]); `None` before the first.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub model_points: Option<u64>,
 }
 
 /// Photo counts by state, for status displays.
@@ -580,16 +633,20 @@ impl RoomSnapshot {
                     self.notes.drain(..excess);
                 }
             }
-            RoomEvent::PhotoQueued { photo, name, by, .. } => self.photos.push(PhotoSummary {
+            RoomEvent::PhotoQueued { photo, name, by, uploader, .. } => self.photos.push(PhotoSummary {
                 id: photo.clone(),
                 name: name.clone(),
                 by: by.clone(),
+                uploader: uploader.clone(),
                 status: PhotoState::Queued,
                 reason: None,
             }),
             RoomEvent::PhotoStarted { photo } => self.set_status(photo, PhotoState::Processing, None),
-            RoomEvent::PhotoRegistered { photo, camera, shard } => {
+            RoomEvent::PhotoRegistered { photo, camera, shard, model_points } => {
                 self.set_status(photo, PhotoState::Registered, None);
+                if model_points.is_some() {
+                    self.model_points = *model_points;
+                }
                 self.cameras.retain(|c| c.photo != *photo);
                 self.cameras.push(camera.clone());
                 if let Some(shard) = shard {
@@ -605,8 +662,11 @@ impl RoomSnapshot {
             RoomEvent::PhotoCancelled { photo, .. } => self.set_status(photo, PhotoState::Cancelled, None),
             RoomEvent::PhotoRetried { photo, .. } => self.set_status(photo, PhotoState::Queued, None),
             RoomEvent::PhotoRemoved { photo, .. } => self.photos.retain(|p| p.id != *photo),
-            RoomEvent::RefinementStarted { .. } => {}
+            RoomEvent::RefinementStarted { photos } => self.refining = Some(*photos),
+            RoomEvent::RefinementInterrupted { .. } => self.refining = None,
             RoomEvent::RefinementDone { manifest, cameras, seconds } => {
+                self.refining = None;
+                self.model_points = Some(manifest.points());
                 self.manifest = manifest.clone();
                 self.cameras = cameras.clone();
                 self.last_refinement = Some(RefinementInfo { photos: cameras.len() as u32, seconds: *seconds, seq });
@@ -644,6 +704,8 @@ pub enum ErrorCode {
     UploadRejected,
     /// A room limit (photos per room) is reached.
     LimitReached,
+    /// Only the photo's uploader or the room's owner may do this.
+    Forbidden,
 }
 
 impl ClientMessage {
@@ -692,7 +754,7 @@ mod tests {
 
     #[test]
     fn messages_use_a_type_tag() {
-        let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, name: Some("Ana".into()), resume: None, user: None, colour: None };
+        let hello = ClientMessage::Hello { version: PROTOCOL_VERSION, name: Some("Ana".into()), resume: None, user: None, colour: None, key: None };
         assert_eq!(hello.to_json(), r#"{"type":"hello","version":1,"name":"Ana","resume":null,"user":null,"colour":null}"#);
         let parsed: ClientMessage = serde_json::from_str(r#"{"type":"ping","nonce":7}"#).unwrap();
         assert_eq!(parsed, ClientMessage::Ping { nonce: 7 });
@@ -703,6 +765,9 @@ mod tests {
             server_version: "0.1.0".into(),
             head: StreamPosition { epoch: "e1".into(), seq: 4 },
             upload_key: Some("k".into()),
+            room_name: Some("Auditorio".into()),
+            uploader: Some("u".into()),
+            owner: true,
         };
         let json = welcome.to_json();
         assert_eq!(serde_json::from_str::<ServerMessage>(&json).unwrap(), welcome);
@@ -712,7 +777,7 @@ mod tests {
     #[test]
     fn hello_without_name_is_accepted() {
         let parsed: ClientMessage = serde_json::from_str(r#"{"type":"hello","version":1}"#).unwrap();
-        assert_eq!(parsed, ClientMessage::Hello { version: 1, name: None, resume: None, user: None, colour: None });
+        assert_eq!(parsed, ClientMessage::Hello { version: 1, name: None, resume: None, user: None, colour: None, key: None });
     }
 
     #[test]
@@ -741,15 +806,15 @@ mod tests {
         let mut state = RoomSnapshot::default();
         let shard = |h: &str, n| ShardRef { hash: h.into(), points: n };
         let queued = |p: &str, position| RoomEvent::PhotoQueued {
-            photo: p.into(), name: format!("{p}.jpg"), by: "Ana".into(), bytes: 1, position,
+            photo: p.into(), name: format!("{p}.jpg"), by: "Ana".into(), uploader: None, bytes: 1, position,
         };
         let events = [
             queued("a", 1),
             queued("b", 2),
             queued("c", 3),
             RoomEvent::PhotoStarted { photo: "a".into() },
-            RoomEvent::PhotoRegistered { photo: "a".into(), camera: camera("a"), shard: Some(shard("s1", 10)) },
-            RoomEvent::PhotoRegistered { photo: "b".into(), camera: camera("b"), shard: Some(shard("s2", 5)) },
+            RoomEvent::PhotoRegistered { photo: "a".into(), camera: camera("a"), shard: Some(shard("s1", 10)), model_points: None },
+            RoomEvent::PhotoRegistered { photo: "b".into(), camera: camera("b"), shard: Some(shard("s2", 5)), model_points: None },
             RoomEvent::PhotoPending { photo: "c".into(), reason: "no overlap".into() },
         ];
         for (i, e) in events.iter().enumerate() {

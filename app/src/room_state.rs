@@ -7,8 +7,8 @@
 //! the viewer's scene (`viewer`).
 
 use crate::protocol::{
-    ClientMessage, Member, PhotoState, RoomEvent, RoomSnapshot, ServerMessage, SettingValue, StreamPosition,
-    SystemStatus,
+    ClientMessage, Member, PhotoState, PhotoSummary, RoomEvent, RoomSnapshot, ServerMessage, SettingValue,
+    StreamPosition, SystemStatus,
 };
 use leptos::prelude::*;
 use std::collections::{BTreeMap, VecDeque};
@@ -43,6 +43,12 @@ pub struct Toast {
     pub kind: ToastKind,
     pub text: String,
     pub action: Option<(String, ToastAction)>,
+    /// The photo it is about: it goes when the photo's state moves on, so a toast never
+    /// contradicts the card (a "could not be placed" after the photo joined, a Retry that can
+    /// only fail).
+    pub photo: Option<String>,
+    /// How many photos a grouped "joined the model" toast stands for.
+    pub joined: u32,
 }
 
 /// A conflict on a shared setting waiting for its author's decision.
@@ -71,6 +77,12 @@ pub struct RoomModel {
     pub latest_photo: Option<String>,
     /// This connection's key for naming us on HTTP uploads (from `welcome`).
     pub upload_key: Option<String>,
+    /// The room's display name (from `welcome`).
+    pub room_name: Option<String>,
+    /// Our uploader id (from `welcome`): photos with it are ours to cancel or remove.
+    pub uploader: Option<String>,
+    /// We entered with the owner token.
+    pub owner: bool,
 }
 
 /// Toasts shown at once; older ones make room.
@@ -78,8 +90,12 @@ pub const MAX_TOASTS: usize = 5;
 
 impl RoomModel {
     pub fn toast(&mut self, kind: ToastKind, text: impl Into<String>, action: Option<(String, ToastAction)>) {
+        self.push_toast(Toast { id: 0, kind, text: text.into(), action, photo: None, joined: 0 });
+    }
+
+    fn push_toast(&mut self, toast: Toast) {
         self.next_toast += 1;
-        self.toasts.push(Toast { id: self.next_toast, kind, text: text.into(), action });
+        self.toasts.push(Toast { id: self.next_toast, ..toast });
         if self.toasts.len() > MAX_TOASTS {
             let excess = self.toasts.len() - MAX_TOASTS;
             self.toasts.drain(..excess);
@@ -88,6 +104,40 @@ impl RoomModel {
 
     pub fn dismiss(&mut self, id: u64) {
         self.toasts.retain(|t| t.id != id);
+    }
+
+    fn photo_toast(&mut self, photo: &str, kind: ToastKind, text: String, action: Option<(String, ToastAction)>) {
+        self.push_toast(Toast { id: 0, kind, text, action, photo: Some(photo.to_owned()), joined: 0 });
+    }
+
+    /// One toast for a run of photos joining: the newest "joined" toast absorbs the next one.
+    fn joined_toast(&mut self, photo: &str) {
+        let name = self.photo_name(photo);
+        let before = match self.toasts.last() {
+            Some(last) if last.joined > 0 => self.toasts.pop().map_or(0, |t| t.joined),
+            _ => 0,
+        };
+        let text = if before == 0 { format!("{name} joined the model") } else { format!("{} photos joined the model, the last {name}", before + 1) };
+        self.push_toast(Toast {
+            id: 0,
+            kind: ToastKind::Success,
+            text,
+            action: Some(("View".into(), ToastAction::View)),
+            photo: None,
+            joined: before + 1,
+        });
+    }
+
+    /// Whether this page may cancel or remove the photo: it uploaded it, or owns the room. The
+    /// server checks the same; this only spares people buttons that would be refused.
+    pub fn may_take_away(&self, photo: &PhotoSummary) -> bool {
+        self.owner || (self.uploader.is_some() && photo.uploader == self.uploader)
+    }
+
+    /// The model has not started: no photo has a pose yet, so a pending photo is simply
+    /// waiting for a partner, which is normal and not a failure.
+    pub fn waiting_for_start(&self) -> bool {
+        self.room.cameras.is_empty()
     }
 
     fn photo_name(&self, id: &str) -> String {
@@ -139,39 +189,56 @@ impl RoomModel {
                 self.conflicts.push(PendingConflict { yours, theirs, theirs_by, revision });
             }
             ServerMessage::Error { message, .. } => self.toast(ToastKind::Error, message, None),
-            ServerMessage::Welcome { upload_key, .. } => self.upload_key = upload_key,
+            ServerMessage::Welcome { upload_key, room_name, uploader, owner, .. } => {
+                self.upload_key = upload_key;
+                self.room_name = room_name;
+                self.uploader = uploader;
+                self.owner = owner;
+            }
             ServerMessage::Pong { .. } | ServerMessage::Uploaded { .. } => {}
         }
         true
     }
 
     fn after_event(&mut self, event: &RoomEvent) {
+        if let Some(photo) = event_photo(event) {
+            // Whatever was said about this photo is superseded by what just happened to it.
+            self.toasts.retain(|t| t.photo.as_deref() != Some(photo));
+        }
         match event {
             RoomEvent::PhotoRegistered { photo, shard, .. } => {
                 self.progress.remove(photo);
                 if shard.is_some() {
                     self.latest_photo = Some(photo.clone());
                 }
-                let name = self.photo_name(photo);
-                self.toast(ToastKind::Success, format!("{name} joined the model"), Some(("View".into(), ToastAction::View)));
+                self.joined_toast(photo);
             }
             RoomEvent::PhotoPending { photo, reason } => {
                 self.progress.remove(photo);
                 let name = self.photo_name(photo);
-                self.toast(
-                    ToastKind::Warning,
-                    format!("{name} could not be placed yet: {reason}"),
-                    Some(("Retry".into(), ToastAction::RetryPhoto(photo.clone()))),
-                );
+                if self.waiting_for_start() {
+                    let text = format!("{name} is waiting for a second photo of the same place to start the model");
+                    self.photo_toast(photo, ToastKind::Info, text, None);
+                } else {
+                    self.photo_toast(
+                        photo,
+                        ToastKind::Warning,
+                        format!("{name} could not be placed yet: {reason}"),
+                        Some(("Retry".into(), ToastAction::RetryPhoto(photo.clone()))),
+                    );
+                }
             }
             RoomEvent::PhotoFailed { photo, reason, retryable } => {
                 self.progress.remove(photo);
                 let name = self.photo_name(photo);
                 let action = retryable.then(|| ("Retry".into(), ToastAction::RetryPhoto(photo.clone())));
-                self.toast(ToastKind::Error, format!("{name} failed: {reason}"), action);
+                self.photo_toast(photo, ToastKind::Error, format!("{name} failed: {reason}"), action);
             }
             RoomEvent::PhotoCancelled { photo, .. } | RoomEvent::PhotoRemoved { photo, .. } => {
                 self.progress.remove(photo);
+            }
+            RoomEvent::RefinementInterrupted { .. } => {
+                self.toast(ToastKind::Info, "A server restart interrupted the refinement; it runs again with its photo.", None);
             }
             RoomEvent::RefinementDone { manifest, .. } => {
                 self.toast(ToastKind::Info, format!("Model refined: {} points", manifest.points()), None);
@@ -187,6 +254,25 @@ impl RoomModel {
     /// Photos in upload order with their state, for the cards.
     pub fn photo_state(&self, id: &str) -> Option<PhotoState> {
         self.room.photo(id).map(|p| p.status)
+    }
+}
+
+/// The photo an event is about, if any.
+fn event_photo(event: &RoomEvent) -> Option<&str> {
+    match event {
+        RoomEvent::PhotoQueued { photo, .. }
+        | RoomEvent::PhotoStarted { photo }
+        | RoomEvent::PhotoRegistered { photo, .. }
+        | RoomEvent::PhotoPending { photo, .. }
+        | RoomEvent::PhotoFailed { photo, .. }
+        | RoomEvent::PhotoCancelled { photo, .. }
+        | RoomEvent::PhotoRetried { photo, .. }
+        | RoomEvent::PhotoRemoved { photo, .. } => Some(photo),
+        RoomEvent::Note { .. }
+        | RoomEvent::RefinementStarted { .. }
+        | RoomEvent::RefinementInterrupted { .. }
+        | RoomEvent::RefinementDone { .. }
+        | RoomEvent::SettingChanged { .. } => None,
     }
 }
 
@@ -244,13 +330,13 @@ mod tests {
     fn events_fold_in_order_and_a_gap_is_reported() {
         let mut model = RoomModel::default();
         assert!(model.apply(ServerMessage::Snapshot { position: at(0), reset: false, room: RoomSnapshot::default() }));
-        let queued = RoomEvent::PhotoQueued { photo: "p".into(), name: "a.jpg".into(), by: "Ana".into(), bytes: 1, position: 1 };
+        let queued = RoomEvent::PhotoQueued { photo: "p".into(), name: "a.jpg".into(), by: "Ana".into(), uploader: None, bytes: 1, position: 1 };
         assert!(model.apply(event(1, queued.clone())));
         assert!(model.apply(event(1, queued)), "a repeat is ignored");
         assert_eq!(model.room.photos.len(), 1);
         model.apply(ServerMessage::Progress { photo: "p".into(), stage: "features".into(), fraction: 0.5, eta_ms: Some(900) });
         assert_eq!(model.progress["p"].eta_ms, Some(900));
-        let registered = RoomEvent::PhotoRegistered { photo: "p".into(), camera: camera("p"), shard: Some(ShardRef { hash: "h".into(), points: 7 }) };
+        let registered = RoomEvent::PhotoRegistered { photo: "p".into(), camera: camera("p"), shard: Some(ShardRef { hash: "h".into(), points: 7 }), model_points: None };
         assert!(!model.apply(event(3, registered.clone())), "seq 2 is missing");
         assert!(model.apply(event(2, registered)));
         assert!(model.progress.is_empty());
@@ -272,5 +358,65 @@ mod tests {
         assert_eq!(model.members.iter().map(|m| (m.name.as_str(), m.uploading)).collect::<Vec<_>>(), vec![("Ana", 2), ("Ben", 0)]);
         model.apply(ServerMessage::PresenceDiff { joined: vec![], left: vec!["a".into()], changed: vec![], total: 1 });
         assert_eq!(model.members.len(), 1);
+    }
+
+    fn queued(photo: &str, seq: u64) -> ServerMessage {
+        let name = format!("{photo}.jpg");
+        event(seq, RoomEvent::PhotoQueued { photo: photo.into(), name, by: "Ana".into(), uploader: None, bytes: 1, position: seq as u32 })
+    }
+
+    #[test]
+    fn toasts_follow_the_photo_and_the_first_wait_is_not_a_failure() {
+        let mut model = RoomModel::default();
+        model.apply(ServerMessage::Snapshot { position: at(0), reset: false, room: RoomSnapshot::default() });
+        model.apply(queued("a", 1));
+        model.apply(event(2, RoomEvent::PhotoPending { photo: "a".into(), reason: "waiting".into() }));
+        let first = model.toasts.last().expect("a toast");
+        assert_eq!(first.kind, ToastKind::Info, "the first photo waiting for a partner is normal");
+        assert!(first.action.is_none(), "nothing to retry");
+        assert!(first.text.contains("waiting for a second photo"));
+        model.apply(queued("b", 3));
+        model.apply(event(4, RoomEvent::PhotoRegistered { photo: "a".into(), camera: camera("a"), shard: None, model_points: None }));
+        assert!(model.toasts.iter().all(|t| t.photo.as_deref() != Some("a")), "the wait toast went with the wait");
+        model.apply(event(5, RoomEvent::PhotoRegistered { photo: "b".into(), camera: camera("b"), shard: None, model_points: None }));
+        let joined: Vec<_> = model.toasts.iter().filter(|t| t.joined > 0).collect();
+        assert_eq!(joined.len(), 1, "one grouped toast: {:?}", model.toasts);
+        assert_eq!(joined[0].joined, 2);
+        assert_eq!(joined[0].text, "2 photos joined the model, the last b.jpg");
+        // Once the model exists, a photo that cannot be placed is worth a warning with Retry.
+        model.apply(queued("c", 6));
+        model.apply(event(7, RoomEvent::PhotoPending { photo: "c".into(), reason: "no overlap".into() }));
+        assert_eq!(model.toasts.last().map(|t| t.kind), Some(ToastKind::Warning));
+        model.apply(event(8, RoomEvent::PhotoRetried { photo: "c".into(), by: "Ana".into() }));
+        assert!(model.toasts.iter().all(|t| t.photo.as_deref() != Some("c")), "retrying retires the warning");
+    }
+
+    #[test]
+    fn only_the_uploader_or_the_owner_may_take_a_photo_away() {
+        let mut model = RoomModel::default();
+        let photo = |uploader: Option<&str>| PhotoSummary {
+            id: "p".into(),
+            name: "p.jpg".into(),
+            by: "Ana".into(),
+            uploader: uploader.map(str::to_owned),
+            status: PhotoState::Queued,
+            reason: None,
+        };
+        model.apply(ServerMessage::Welcome {
+            version: crate::protocol::PROTOCOL_VERSION,
+            room: crate::protocol::RoomId::parse("r").expect("id"),
+            connection_id: 1,
+            server_version: "0".into(),
+            head: at(0),
+            upload_key: None,
+            room_name: Some("Room".into()),
+            uploader: Some("me".into()),
+            owner: false,
+        });
+        assert!(model.may_take_away(&photo(Some("me"))));
+        assert!(!model.may_take_away(&photo(Some("someone"))));
+        assert!(!model.may_take_away(&photo(None)));
+        model.owner = true;
+        assert!(model.may_take_away(&photo(Some("someone"))) && model.may_take_away(&photo(None)));
     }
 }

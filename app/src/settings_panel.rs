@@ -42,10 +42,10 @@ pub fn parse(like: &SettingValue, text: &str) -> Result<SettingValue, String> {
 
 fn label(field: &SettingValue) -> &'static str {
     match field {
-        SettingValue::RefineEvery(_) => "Refine every (photos)",
-        SettingValue::MaxImageSide(_) => "Maximum image size (px)",
-        SettingValue::MaxFeatures(_) => "Features per photo",
-        SettingValue::Intrinsics(_) => "Known intrinsics (fx fy cx cy)",
+        SettingValue::RefineEvery(_) => "Refine the whole model every (photos)",
+        SettingValue::MaxImageSide(_) => "Largest image side used (pixels)",
+        SettingValue::MaxFeatures(_) => "Points found per photo",
+        SettingValue::Intrinsics(_) => "Camera calibration, if known: focal x, focal y, centre x, centre y (pixels)",
     }
 }
 
@@ -60,13 +60,30 @@ const FIELDS: [SettingValue; 4] = [
 pub fn SettingsPanel(store: RoomStore) -> impl IntoView {
     let settings = Memo::new(move |_| store.model.with(|m| m.room.settings.clone()));
     let conflicts = Memo::new(move |_| store.model.with(|m| m.conflicts.clone()));
+    // Most rooms never need these: they stay folded, and open by themselves when a conflict
+    // needs an answer.
+    let open = RwSignal::new(false);
+    Effect::new(move |_| {
+        if conflicts.with(|c| !c.is_empty()) {
+            open.set(true);
+        }
+    });
     view! {
         <section class="panel settings" aria-labelledby="settings-title">
-            <h2 id="settings-title">"Shared settings"</h2>
-            {FIELDS.iter().map(|field| view! { <SettingRow field=field.clone() settings store/> }).collect_view()}
-            <For each=move || conflicts.get() key=|c| (c.yours.field(), c.revision) let:conflict>
-                <ConflictCard conflict store/>
-            </For>
+            <details prop:open=move || open.get() on:toggle=move |ev| {
+                #[cfg(feature = "hydrate")]
+                if let Some(details) = ev.target().and_then(|t| wasm_bindgen::JsCast::dyn_into::<web_sys::HtmlDetailsElement>(t).ok()) {
+                    open.set(details.open());
+                }
+                #[cfg(not(feature = "hydrate"))]
+                let _ = ev;
+            }>
+                <summary><h2 id="settings-title">"Advanced settings"</h2><span class="summary-note">" shared by everyone in the room"</span></summary>
+                {FIELDS.iter().map(|field| view! { <SettingRow field=field.clone() settings store/> }).collect_view()}
+                <For each=move || conflicts.get() key=|c| (c.yours.field(), c.revision) let:conflict>
+                    <ConflictCard conflict store/>
+                </For>
+            </details>
         </section>
     }
 }
@@ -125,7 +142,7 @@ fn SettingRow(field: SettingValue, settings: Memo<RoomSettings>, store: RoomStor
                     text.set(event_target_value(&ev));
                 }
             />
-            <button type="submit">"Save"</button>
+            <button type="submit" class="quiet">"Save"</button>
             <span class="setting-by">{who}</span>
             <span class="error" role="alert">{move || error.get()}</span>
         </form>

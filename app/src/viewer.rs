@@ -37,7 +37,7 @@ pub mod scene;
 
 pub use bounds::{Bounds, robust_bounds};
 pub use camera::OrbitCamera;
-pub use component::Viewer;
+pub use component::{ViewRequest, Viewer};
 pub use frustum::{FrustumError, frustum_segments};
 pub use scene::{Inserted, SceneData};
 

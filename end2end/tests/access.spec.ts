@@ -2,8 +2,9 @@
 // accessibility audit (axe-core), and every control reached with the Tab key.
 import { test, expect, Page, APIRequestContext } from '@playwright/test';
 import AxeBuilder from '@axe-core/playwright';
-import { existsSync, readFileSync, readdirSync } from 'node:fs';
-import { basename, join, resolve } from 'node:path';
+import { existsSync, readdirSync } from 'node:fs';
+import { join, resolve } from 'node:path';
+import { dropFiles } from '../drop';
 
 const baseURL = () => process.env.VESTIGE_BASE_URL as string;
 const datasets = resolve(process.env.VESTIGE_DATASETS ?? join(__dirname, '..', '..', '..', 'shared', 'datasets'));
@@ -33,18 +34,7 @@ test('photos dropped on the page are uploaded and processed, and the room page p
   // A real drag and drop: DataTransfer and File objects built in the page from the photo bytes,
   // then the events a browser fires when files are dragged over the drop zone and let go.
   const files = readdirSync(fountain).sort().slice(0, 2).map((f) => join(fountain, f));
-  const transfer = await page.evaluateHandle((photos) => {
-    const data = new DataTransfer();
-    for (const { name, base64 } of photos) {
-      const bytes = Uint8Array.from(atob(base64), (c) => c.charCodeAt(0));
-      data.items.add(new File([bytes], name, { type: 'image/jpeg' }));
-    }
-    return data;
-  }, files.map((f) => ({ name: basename(f), base64: readFileSync(f).toString('base64') })));
-  const zone = page.locator('.dropzone');
-  await zone.dispatchEvent('dragenter', { dataTransfer: transfer });
-  await zone.dispatchEvent('dragover', { dataTransfer: transfer });
-  await zone.dispatchEvent('drop', { dataTransfer: transfer });
+  await dropFiles(page, '.dropzone', files);
 
   await expect(page.getByTestId('photo-card')).toHaveCount(2);
   await expect(page.getByTestId('photos-registered')).toHaveText('2 / 2', { timeout: 90_000 });
@@ -64,13 +54,18 @@ test('every control of the room page is reached with the Tab key', async ({ page
   const room = await createRoom(request, 'clavier');
   await page.goto(`${baseURL()}${room.join_link}`);
   await expect(page.getByTestId('connection-state')).toHaveAttribute('data-state', 'connected');
+  // The folded settings opened, so that their fields count too.
+  await page.getByText('Advanced settings').click();
+  await expect(page.getByLabel('Refine the whole model every (photos)')).toBeVisible();
   // Every visible, enabled control, named the way a screen reader would find it.
   const describe = () => {
     const name = (el: Element) =>
       `${el.tagName.toLowerCase()}:${el.getAttribute('aria-label') ?? el.id ?? ''}:${(el.textContent ?? '').trim().slice(0, 30)}`;
-    const controls = [...document.querySelectorAll('a[href], button, input, select, textarea, [tabindex]')].filter((el) => {
+    const controls = [...document.querySelectorAll('a[href], button, input, select, textarea, summary, [tabindex]')].filter((el) => {
       const box = (el as HTMLElement).getBoundingClientRect();
-      const hidden = box.width === 0 || box.height === 0 || getComputedStyle(el).visibility === 'hidden';
+      // Inside a closed <details> a control may keep a box, but it is not shown or focusable.
+      const folded = el.tagName !== 'SUMMARY' && el.closest('details:not([open])') !== null;
+      const hidden = folded || box.width === 0 || box.height === 0 || getComputedStyle(el).visibility === 'hidden';
       return !hidden && !(el as HTMLButtonElement).disabled && (el as HTMLElement).tabIndex >= 0;
     });
     return { controls: controls.map(name), active: document.activeElement ? name(document.activeElement) : '' };

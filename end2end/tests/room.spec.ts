@@ -110,7 +110,7 @@ test('two members see uploads, progress and the model grow; a newcomer gets the 
   await expect.poll(() => drawnPixels(ben), { timeout: 30_000 }).toBeGreaterThan(500);
 
   // The server's periodic system status reaches the page.
-  await expect(ben.getByTestId('server-load')).toContainText(/\d+\/\d+ busy, \d+ waiting, CPU \d+ %/, { timeout: 15_000 });
+  await expect(ben.getByTestId('server-load')).toContainText(/CPU \d+ %/, { timeout: 15_000 });
 
   const cleo = await enter(browser, link, 'Cleo');
   await expect(registered(cleo)).toHaveText('4 / 4');
@@ -172,7 +172,8 @@ test('pages recover by themselves when the server is killed and restarted mid-se
       await expect(page.getByTestId('connection-state')).not.toHaveAttribute('data-state', 'connected');
     }
     // Made while offline: queued in the page, sent after the reconnect.
-    await ana.getByLabel('Refine every (photos)').fill('7');
+    await ana.getByText('Advanced settings').click();
+    await ana.getByLabel('Refine the whole model every (photos)').fill('7');
     await ana.getByTestId('setting-refine_every').getByRole('button', { name: 'Save' }).click();
     const again = await startServer({ port, dataDir: server.dataDir });
     pid = again.pid;
@@ -184,7 +185,7 @@ test('pages recover by themselves when the server is killed and restarted mid-se
     if (referencePoints > 0) {
       expect(await pointCount(ana)).toBe(referencePoints);
     }
-    await expect(ben.getByLabel('Refine every (photos)')).toHaveValue('7');
+    await expect(ben.getByLabel('Refine the whole model every (photos)')).toHaveValue('7');
     await expect(ben.getByTestId('setting-refine_every')).toContainText('set by Ana');
     expect(await pointCount(ben)).toBe(await pointCount(ana));
   } finally {
@@ -197,8 +198,9 @@ test('concurrent setting edits show a conflict with both values, resolved by ave
   const link = `${baseURL()}${room.join_link}`;
   const ana = await enter(browser, link, 'Ana');
   const ben = await enter(browser, link, 'Ben');
-  const field = (page: Page) => page.getByLabel('Refine every (photos)');
+  const field = (page: Page) => page.getByLabel('Refine the whole model every (photos)');
   const save = (page: Page) => page.getByTestId('setting-refine_every').getByRole('button', { name: 'Save' });
+  for (const page of [ana, ben]) await page.getByText('Advanced settings').click();
   // Ben starts editing from the default; Ana saves first.
   await field(ben).fill('20');
   await field(ana).fill('5');

@@ -91,6 +91,7 @@ async fn join(addr: &str, room: &str, token: &str, name: &str) -> Result<Socket,
         resume: None,
         user: Some(name.to_owned()),
         colour: None,
+        key: None,
     };
     socket.send(Message::text(hello.to_json())).await.map_err(|e| e.to_string())?;
     loop {

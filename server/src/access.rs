@@ -10,7 +10,7 @@ use crate::digest::hex;
 use crate::event_log::EventLogError;
 use crate::state::AppState;
 use crate::storage::RoomRow;
-use app::protocol::RoomId;
+use app::protocol::{PhotoSummary, RoomId};
 use axum::Json;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
@@ -157,6 +157,12 @@ pub async fn authorize(
         archive::restore(state, &room).await;
     }
     Ok((room, access))
+}
+
+/// Whether a member may cancel or remove `photo`: its uploader (same id) or the room's owner.
+/// Photos that name no uploader (API uploads, older rooms) are the owner's to take away.
+pub fn may_take_away(photo: &PhotoSummary, member: Option<&str>, owner: bool) -> bool {
+    owner || (member.is_some() && photo.uploader.as_deref() == member)
 }
 
 fn check(row: &RoomRow, token: Option<&str>, need: Access) -> Result<Access, ApiError> {

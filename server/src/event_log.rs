@@ -374,6 +374,7 @@ impl EventLog {
             photo: photo.id.to_owned(),
             name: photo.name.to_owned(),
             by: photo.by.to_owned(),
+            uploader: photo.uploader.map(str::to_owned),
             bytes: photo.bytes,
             position,
         };

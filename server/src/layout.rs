@@ -11,3 +11,8 @@ pub fn room_dir(data_dir: &Path, room: &RoomId) -> PathBuf {
 pub fn photo_path(data_dir: &Path, room: &RoomId, photo_id: &str) -> PathBuf {
     room_dir(data_dir, room).join("photos").join(photo_id)
 }
+
+/// The small copy of a photo that cards show (see `thumbnails`).
+pub fn thumbnail_path(data_dir: &Path, room: &RoomId, photo_id: &str) -> PathBuf {
+    room_dir(data_dir, room).join("thumbnails").join(format!("{photo_id}.jpg"))
+}

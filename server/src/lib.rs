@@ -10,6 +10,7 @@ pub mod access;
 pub mod archive;
 pub mod config;
 pub mod connections;
+pub mod content_addressed;
 pub mod digest;
 pub mod durable;
 pub mod event_log;
@@ -28,6 +29,7 @@ pub mod state;
 pub mod storage;
 pub mod system;
 pub mod text;
+pub mod thumbnails;
 pub mod upload;
 pub mod uploaders;
 pub mod ws_frames;
@@ -100,6 +102,7 @@ pub fn router(state: AppState) -> Router {
             "/api/rooms/{room}/shards/{hash}",
             get(shards::get_shard).layer(tower_http::compression::CompressionLayer::new().gzip(true)),
         )
+        .route("/api/rooms/{room}/photos/{photo}/thumbnail", get(thumbnails::get_thumbnail))
         .route("/api/rooms/{room}/model.ply", get(shards::model_ply))
         .route("/api/rooms/{room}/cameras.json", get(shards::cameras_json))
         .leptos_routes(&state, routes, move || shell(leptos.clone()))

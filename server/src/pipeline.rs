@@ -16,7 +16,7 @@
 use crate::event_log::{Decision, EventLog, EventLogError};
 use crate::shards::ShardStore;
 use crate::durable::write_durably;
-use crate::layout::photo_path;
+use crate::layout::{photo_path, thumbnail_path};
 use app::protocol::{
     CameraView, KnownIntrinsics, Manifest, PhotoState, RoomEvent, RoomId, RoomSettings, RoomSnapshot,
     ServerMessage,
@@ -41,6 +41,8 @@ pub enum CommandError {
     NotFound(String),
     #[error("{0}")]
     InvalidState(String),
+    #[error("{0}")]
+    Forbidden(String),
     #[error(transparent)]
     Log(#[from] EventLogError),
     #[error("the reconstruction could not be saved: {0}")]
@@ -205,6 +207,16 @@ impl Pipeline {
             if !outbox.is_empty() {
                 self.inner.publish_outcome(&room, outbox)?;
             }
+            // A refinement the stream announced but never closed died with the last process:
+            // say so, so that no client waits for its end. Its photo is queued again below,
+            // and the refinement runs again with it.
+            self.inner
+                .events
+                .transact(&room, |state| match state.refining {
+                    Some(photos) => Decision::append(vec![RoomEvent::RefinementInterrupted { photos }], ()).synced(),
+                    None => Decision::nothing(()),
+                })
+                .map(|_| ())?;
             let (_, state) = self.inner.events.status(&room)?;
             for photo in state.photos.iter().filter(|p| p.status.awaits_processing()) {
                 self.inner.enqueue(&room, &photo.id);
@@ -298,6 +310,8 @@ impl Pipeline {
         if let Err(err) = std::fs::remove_file(&path) {
             warn!(%err, path = %path.display(), "could not delete a removed photo's file");
         }
+        // Made only when a card asked for it, so usually there is none to delete.
+        let _ = std::fs::remove_file(thumbnail_path(&self.inner.data_dir, room, photo));
         Ok(())
     }
 
@@ -471,7 +485,8 @@ impl Inner {
                         times.record(*stage, *seconds);
                     }
                 }
-                let events = match self.outcome_events(room, &state, photo, &outcome) {
+                let model = Arc::new(recon.model());
+                let events = match self.outcome_events(room, &state, photo, &outcome, model.points.len() as u64) {
                     Ok(events) => events,
                     Err(err) => return fail(format!("the model could not be saved: {err}"), true),
                 };
@@ -481,7 +496,7 @@ impl Inner {
                     drop(std::mem::take(&mut *lock(&work.model)));
                     return fail(format!("the model could not be saved: {err}"), true);
                 }
-                *lock(&work.model) = Some(Arc::new(recon.model()));
+                *lock(&work.model) = Some(model);
                 info!(seconds = started.elapsed().as_secs_f64(), "photo processed");
                 self.publish_outcome(room, events)
             }
@@ -506,10 +521,16 @@ impl Inner {
         state: &RoomSnapshot,
         photo: &str,
         outcome: &recon::AddOutcome,
+        model_points: u64,
     ) -> std::io::Result<Vec<RoomEvent>> {
         let registered = |r: &recon::RegisteredPhoto| -> std::io::Result<RoomEvent> {
             let shard = self.shards.put(room, &r.new_points)?;
-            Ok(RoomEvent::PhotoRegistered { photo: r.camera.image.clone(), camera: camera_view(&r.camera), shard })
+            Ok(RoomEvent::PhotoRegistered {
+                photo: r.camera.image.clone(),
+                camera: camera_view(&r.camera),
+                shard,
+                model_points: Some(model_points),
+            })
         };
         let mut events = vec![match &outcome.status {
             PhotoStatus::Registered(r) => registered(r)?,
@@ -732,7 +753,7 @@ mod tests {
     #[test]
     fn outbox_replay_skips_what_the_log_already_has() {
         let mut state = RoomSnapshot::default();
-        state.apply(1, &RoomEvent::PhotoQueued { photo: "a".into(), name: "a".into(), by: "b".into(), bytes: 1, position: 1 });
+        state.apply(1, &RoomEvent::PhotoQueued { photo: "a".into(), name: "a".into(), by: "b".into(), uploader: None, bytes: 1, position: 1 });
         let pending = RoomEvent::PhotoPending { photo: "a".into(), reason: "r".into() };
         assert!(not_yet_applied(&state, &pending));
         state.apply(2, &pending);

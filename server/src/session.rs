@@ -5,12 +5,13 @@
 //! frame over the transport limit, a silent peer, falling behind, the room closing or server
 //! shutdown close it, each with its documented close code.
 
-use crate::access::{Access, ApiError, TokenQuery, authorize};
+use crate::access::{Access, ApiError, TokenQuery, authorize, may_take_away};
 use crate::event_log::{Backlog, EndReason, JoinRequest, Joined, Membership};
 use crate::pipeline::CommandError;
 use crate::state::AppState;
 use crate::text;
 use crate::upload::{UploadError, ingest_bytes};
+use crate::uploaders::{Uploader, fresh_secret, uploader_id};
 use crate::ws_frames::{FrameGuard, Refusal};
 use app::protocol::{
     ClientMessage, ErrorCode, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, RoomEvent, RoomId, ServerMessage, StreamPosition,
@@ -62,8 +63,8 @@ pub async fn upgrade(
         )
         .into_response();
     }
-    let room = match authorize(&state, peer.ip(), &raw_room, &headers, &query, Access::Member).await {
-        Ok((room, _)) => room,
+    let (room, access) = match authorize(&state, peer.ip(), &raw_room, &headers, &query, Access::Member).await {
+        Ok(entered) => entered,
         Err(err) => return err.into_response(),
     };
     let limit = state.inner.limits.max_clients_per_room;
@@ -100,7 +101,8 @@ pub async fn upgrade(
             let guarded =
                 FrameGuard::new(TokioIo::new(upgraded), transport_limit as u64, state.inner.ws_budget.clone(), refusal.clone());
             let socket = WebSocketStream::from_raw_socket(guarded, Role::Server, Some(config)).await;
-            run(socket, config, refusal, state, room, connection_id, peer.ip()).await;
+            let client = Client { connection_id, peer: peer.ip(), owner: access == Access::Owner };
+            run(socket, config, refusal, state, room, client).await;
         }
         .instrument(span),
     );
@@ -160,15 +162,16 @@ fn origin_allowed(headers: &HeaderMap, allowed: &[String]) -> bool {
     matches!((origin_host, host), (Some(o), Some(h)) if o.eq_ignore_ascii_case(h))
 }
 
-async fn run(
-    mut socket: WebSocket,
-    config: WebSocketConfig,
-    refusal: Refusal,
-    state: AppState,
-    room: RoomId,
+/// Who is at the other end of one connection, as far as the upgrade request tells.
+struct Client {
     connection_id: u64,
     peer: IpAddr,
-) {
+    /// Entered with the owner token.
+    owner: bool,
+}
+
+async fn run(mut socket: WebSocket, config: WebSocketConfig, refusal: Refusal, state: AppState, room: RoomId, client: Client) {
+    let Client { connection_id, peer, owner } = client;
     let _open = state.track_connection();
     let stopping = stopping(state.inner.shutdown.clone());
     tokio::pin!(stopping);
@@ -218,8 +221,16 @@ async fn run(
         }
     };
     let Joined { head, backlog, presence, mut queue, membership } = joined;
+    let uploader = match hello.key.clone().or_else(fresh_secret) {
+        Some(secret) => Uploader { name: name.clone(), id: Some(uploader_id(&room, &secret)) },
+        None => Uploader::anonymous(&name),
+    };
     // Names this member on its HTTP uploads until the connection ends.
-    let upload_key = state.inner.upload_keys.register(&room, &name);
+    let upload_key = state.inner.upload_keys.register(&room, uploader.clone());
+    let room_name = {
+        let (storage, id) = (state.inner.events.storage().clone(), room.clone());
+        tokio::task::spawn_blocking(move || storage.room(id.as_str())).await.ok().and_then(Result::ok).flatten().map(|row| row.name)
+    };
     let welcome = ServerMessage::Welcome {
         version: PROTOCOL_VERSION,
         room: room.clone(),
@@ -227,6 +238,9 @@ async fn run(
         server_version: env!("CARGO_PKG_VERSION").to_owned(),
         head,
         upload_key: upload_key.as_ref().map(|key| key.key().to_owned()),
+        room_name,
+        uploader: uploader.id.clone(),
+        owner,
     };
     if send(&mut socket, &welcome.to_json()).await.is_err() {
         return;
@@ -237,12 +251,16 @@ async fn run(
         Backlog::Snapshot { frame, .. } => vec![frame],
     };
     first.push(presence);
+    let latest = state.inner.latest_status.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if let Some(status) = latest {
+        first.push(ServerMessage::SystemStatus { status }.to_json().into());
+    }
     for frame in first {
         if send(&mut socket, &frame).await.is_err() {
             return;
         }
     }
-    let session = Session { state: state.clone(), room: room.clone(), author: name, peer, membership };
+    let session = Session { state: state.clone(), room: room.clone(), uploader, owner, peer, membership };
 
     let heartbeat = state.inner.heartbeat;
     let mut ticker = tokio::time::interval(heartbeat);
@@ -357,6 +375,7 @@ struct Hello {
     resume: Option<StreamPosition>,
     user: Option<String>,
     colour: Option<String>,
+    key: Option<String>,
 }
 
 /// Waits for the first text frame, which must be a `hello` in a version we speak.
@@ -374,11 +393,12 @@ async fn handshake(socket: &mut WebSocket) -> Result<Hello, HandshakeRefusal> {
             continue;
         };
         return match serde_json::from_str::<ClientMessage>(&text) {
-            Ok(ClientMessage::Hello { version, name, resume, user, colour }) if version == PROTOCOL_VERSION => Ok(Hello {
+            Ok(ClientMessage::Hello { version, name, resume, user, colour, key }) if version == PROTOCOL_VERSION => Ok(Hello {
                 name: name.map(|n| text::clean(&n, MAX_NAME_CHARS)).filter(|n| !n.is_empty()),
                 resume,
                 user: user.filter(|u| valid_user(u)),
                 colour: colour.filter(|c| valid_colour(c)),
+                key: key.filter(|k| k.len() >= 8 && valid_user(k)),
             }),
             Ok(ClientMessage::Hello { .. }) => Err(mismatch("unsupported protocol version")),
             Ok(_) | Err(_) => Err(mismatch("the first message must be hello")),
@@ -390,7 +410,9 @@ async fn handshake(socket: &mut WebSocket) -> Result<Hello, HandshakeRefusal> {
 struct Session {
     state: AppState,
     room: RoomId,
-    author: String,
+    /// Names this member's notes, commands and photos.
+    uploader: Uploader,
+    owner: bool,
     peer: IpAddr,
     membership: Membership,
 }
@@ -433,7 +455,7 @@ impl Session {
                 if text.is_empty() || text.chars().count() > MAX_NOTE_CHARS {
                     return Some(error(ErrorCode::BadMessage, &format!("a note has 1 to {MAX_NOTE_CHARS} characters")));
                 }
-                let event = RoomEvent::Note { by: self.author.clone(), text: text::clean(text, MAX_NOTE_CHARS) };
+                let event = RoomEvent::Note { by: self.uploader.name.clone(), text: text::clean(text, MAX_NOTE_CHARS) };
                 let events = self.state.inner.events.clone();
                 let room = self.room.clone();
                 // The event reaches this client through its own queue, like everyone else's copy.
@@ -450,7 +472,7 @@ impl Session {
                     return Some(error(ErrorCode::InvalidSetting, &message));
                 }
                 let events = self.state.inner.events.clone();
-                let (room, by) = (self.room.clone(), self.author.clone());
+                let (room, by) = (self.room.clone(), self.uploader.name.clone());
                 let applied = tokio::task::spawn_blocking(move || crate::settings::update(&events, &room, setting, base_revision, &by)).await;
                 match applied {
                     Ok(Ok(None)) => None,
@@ -468,16 +490,31 @@ impl Session {
 
     async fn command(&self, photo: String, command: Command) -> Option<ServerMessage> {
         let pipeline = self.state.inner.pipeline.clone();
-        let (room, by) = (self.room.clone(), self.author.clone());
-        let done = tokio::task::spawn_blocking(move || match command {
-            Command::Cancel => pipeline.cancel(&room, &photo, &by),
-            Command::Retry => pipeline.retry(&room, &photo, &by),
-            Command::Remove => pipeline.remove(&room, &photo, &by),
+        let events = self.state.inner.events.clone();
+        let (room, by) = (self.room.clone(), self.uploader.name.clone());
+        let (uploader, owner) = (self.uploader.id.clone(), self.owner);
+        let done = tokio::task::spawn_blocking(move || {
+            // Retrying harms nobody; taking a photo away is for whoever brought it, or the owner.
+            if matches!(command, Command::Cancel | Command::Remove) {
+                let (_, state) = events.status(&room)?;
+                let summary = state.photo(&photo).ok_or_else(|| CommandError::NotFound(photo.clone()))?;
+                if !may_take_away(summary, uploader.as_deref(), owner) {
+                    return Err(CommandError::Forbidden(
+                        "only the member who uploaded this photo, or the room's owner, can cancel or remove it".into(),
+                    ));
+                }
+            }
+            match command {
+                Command::Cancel => pipeline.cancel(&room, &photo, &by),
+                Command::Retry => pipeline.retry(&room, &photo, &by),
+                Command::Remove => pipeline.remove(&room, &photo, &by),
+            }
         })
         .await;
         match done {
             Ok(Ok(())) => None,
             Ok(Err(err @ CommandError::NotFound(_))) => Some(error(ErrorCode::NotFound, &err.to_string())),
+            Ok(Err(err @ CommandError::Forbidden(_))) => Some(error(ErrorCode::Forbidden, &err.to_string())),
             Ok(Err(err @ CommandError::InvalidState(_))) => Some(error(ErrorCode::InvalidState, &err.to_string())),
             Ok(Err(err)) => {
                 error!(%err, "photo command failed");
@@ -502,7 +539,7 @@ impl Session {
             return error(ErrorCode::UploadRejected, &UploadError::TooLarge { limit }.to_string());
         }
         let name = Some(text::clean(&name, 200)).filter(|n| !n.is_empty());
-        match ingest_bytes(&self.state, &self.room, photo, name, self.author.clone(), bytes).await {
+        match ingest_bytes(&self.state, &self.room, photo, name, self.uploader.clone(), bytes).await {
             Ok(uploaded) => ServerMessage::Uploaded { photo: uploaded.photo, duplicate: uploaded.duplicate },
             Err(UploadError::PhotoLimit(max)) => {
                 error(ErrorCode::LimitReached, &format!("the room already has its maximum of {max} photos"))

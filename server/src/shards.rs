@@ -5,6 +5,7 @@
 //! that already holds a shard never fetches it again, even across refinements.
 
 use crate::access::{Access, ApiError, TokenQuery, authorize};
+use crate::content_addressed;
 use crate::digest::hex;
 use crate::durable::write_durably;
 use crate::state::AppState;
@@ -12,7 +13,7 @@ use app::protocol::{RoomId, ShardRef};
 use app::shard::{self, ShardPoint};
 use axum::extract::{ConnectInfo, Path, Query, State};
 use std::net::SocketAddr;
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, header};
 use axum::response::{IntoResponse, Response};
 use sha2::{Digest, Sha256};
 use std::path::{Path as FsPath, PathBuf};
@@ -70,9 +71,9 @@ pub async fn get_shard(
     if !is_hash(&hash) {
         return Err(ApiError::BadRequest("bad_shard_hash", "a shard name is 64 lowercase hex digits".into()));
     }
-    let etag = format!("\"{hash}\"");
-    if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
-        return Ok((StatusCode::NOT_MODIFIED, [(header::ETAG, etag)]).into_response());
+    let etag = content_addressed::etag(&hash);
+    if let Some(unchanged) = content_addressed::not_modified(&headers, &etag) {
+        return Ok(unchanged);
     }
     let path = state.inner.pipeline.shards().path(&room, &hash);
     let bytes = match tokio::fs::read(&path).await {
@@ -82,14 +83,7 @@ pub async fn get_shard(
         }
         Err(_) => return Err(ApiError::Unavailable("the shard could not be read; try again".into())),
     };
-    let mut response = bytes.into_response();
-    let h = response.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_static("application/octet-stream"));
-    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("private, max-age=31536000, immutable"));
-    if let Ok(value) = HeaderValue::from_str(&etag) {
-        h.insert(header::ETAG, value);
-    }
-    Ok(response)
+    Ok(content_addressed::immutable(bytes, "application/octet-stream", &etag))
 }
 
 /// `GET /api/rooms/{room}/model.ply`: every point at full precision, binary PLY.
@@ -119,7 +113,7 @@ pub async fn cameras_json(
     let (room, _) = authorize(&state, peer.ip(), &raw_room, &headers, &query, Access::Member).await?;
     let model = current_model(&state, &room).await?;
     let events = state.inner.events.clone();
-    let ids = {
+    let photos = {
         let room = room.clone();
         tokio::task::spawn_blocking(move || events.status(&room))
             .await
@@ -127,13 +121,36 @@ pub async fn cameras_json(
             .map_err(ApiError::from)?
             .1
             .photos
-            .into_iter()
-            .map(|p| p.id)
-            .collect::<Vec<_>>()
     };
-    let records = recon::export::camera_records(&ids, &model.cameras);
+    let ids: Vec<String> = photos.iter().map(|p| p.id.clone()).collect();
+    let records: Vec<PhotoCamera> = recon::export::camera_records(&ids, &model.cameras)
+        .into_iter()
+        .zip(&photos)
+        .map(|(record, photo)| PhotoCamera {
+            photo: record.image,
+            image: photo.name.clone(),
+            registered: record.registered,
+            k: record.k,
+            rotation: record.rotation,
+            center: record.center,
+        })
+        .collect();
     let body = serde_json::to_vec_pretty(&records).map_err(|_| ApiError::Unavailable("try again".into()))?;
     Ok(download(body, "application/json", &format!("{room}-cameras.json")))
+}
+
+/// One photo of `cameras.json`: its id, its file name, and the pose keys of the datasets'
+/// `ground_truth.json` (`K`, `R_world_to_camera`, `center`).
+#[derive(serde::Serialize)]
+struct PhotoCamera {
+    photo: String,
+    image: String,
+    registered: bool,
+    #[serde(rename = "K")]
+    k: Option<[[f64; 3]; 3]>,
+    #[serde(rename = "R_world_to_camera")]
+    rotation: Option<[[f64; 3]; 3]>,
+    center: Option<[f64; 3]>,
 }
 
 async fn current_model(state: &AppState, room: &RoomId) -> Result<std::sync::Arc<recon::Model>, ApiError> {

@@ -46,6 +46,9 @@ pub struct Shared {
     pub upload_bytes: AtomicU64,
     pub uploads_rejected: AtomicU64,
     pub open_connections: AtomicUsize,
+    /// The newest periodic `system_status`, sent to each member as it joins so that the load
+    /// line is not empty until the next broadcast.
+    pub latest_status: std::sync::Mutex<Option<app::protocol::SystemStatus>>,
     next_connection_id: AtomicU64,
     /// Flips to `true` once on SIGINT/SIGTERM; sessions watch it to close with "going away" so
     /// clients reconnect to the next server instead of seeing an abrupt drop.
@@ -94,6 +97,7 @@ impl AppState {
                 upload_bytes: AtomicU64::new(0),
                 uploads_rejected: AtomicU64::new(0),
                 open_connections: AtomicUsize::new(0),
+                latest_status: std::sync::Mutex::new(None),
                 next_connection_id: AtomicU64::new(1),
                 shutdown,
             }),

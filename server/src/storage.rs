@@ -101,6 +101,8 @@ pub struct NewPhoto<'a> {
     pub id: &'a str,
     pub name: &'a str,
     pub by: &'a str,
+    /// Who may cancel or remove it besides the owner (see `uploaders`).
+    pub uploader: Option<&'a str>,
     pub bytes: u64,
 }
 
@@ -582,7 +584,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let storage = Storage::open(dir.path()).expect("open");
         create(&storage, "r", "e");
-        let photo = NewPhoto { id: "ab", name: "a.jpg", by: "Ana", bytes: 10 };
+        let photo = NewPhoto { id: "ab", name: "a.jpg", by: "Ana", uploader: None, bytes: 10 };
         let first = storage.insert_photo("r", &photo, 100, 1, |pos| format!("queued at {pos}"), 0).expect("insert");
         assert_eq!(first, Some((1, "queued at 1".into())));
         assert_eq!(storage.insert_photo("r", &photo, 100, 2, |_| unreachable!(), 0).expect("again"), None);

@@ -120,6 +120,7 @@ pub fn spawn_background(state: AppState, chores: Chores) -> tokio::task::JoinHan
                 }
             }
             let status = status(&state, &mut cpu);
+            *state.inner.latest_status.lock().unwrap_or_else(|p| p.into_inner()) = Some(status.clone());
             state.inner.events.broadcast_all(&ServerMessage::SystemStatus { status });
             let storage = state.inner.events.storage().clone();
             if let Ok(Err(err)) = tokio::task::spawn_blocking(move || storage.checkpoint()).await {

@@ -18,6 +18,7 @@ use crate::layout::photo_path;
 use crate::state::AppState;
 use crate::storage::{NewPhoto, StorageError};
 use crate::text;
+use crate::uploaders::Uploader;
 use app::protocol::RoomId;
 use axum::Json;
 use axum::body::Body;
@@ -137,8 +138,8 @@ pub async fn put_photo(
     let by = headers
         .get(SESSION_HEADER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|key| state.inner.upload_keys.name_for(&room, key))
-        .unwrap_or_else(|| ANONYMOUS_UPLOADER.to_owned());
+        .and_then(|key| state.inner.upload_keys.uploader_for(&room, key))
+        .unwrap_or_else(|| Uploader::anonymous(ANONYMOUS_UPLOADER));
     let span = info_span!("photo", room = %room, photo = %&photo_id[..12]);
     let tmp = durable::partial_path(&photo_path(&state.inner.data_dir, &room, &photo_id));
     let received = receive(body, &tmp, limit, state.inner.body_timeout).instrument(span.clone()).await;
@@ -204,7 +205,7 @@ pub async fn ingest_bytes(
     room: &RoomId,
     photo_id: Option<String>,
     name: Option<String>,
-    by: String,
+    by: Uploader,
     bytes: Vec<u8>,
 ) -> Result<Uploaded, UploadError> {
     let rejected = |err: UploadError| {
@@ -249,7 +250,7 @@ async fn ingest_file(
     tmp: PathBuf,
     size: u64,
     name: Option<String>,
-    by: String,
+    by: Uploader,
 ) -> Result<Uploaded, UploadError> {
     let shared = state.inner.clone();
     let stored = async {
@@ -315,7 +316,7 @@ fn store(
     tmp: &FsPath,
     size: u64,
     name: Option<String>,
-    by: &str,
+    by: &Uploader,
 ) -> Result<Uploaded, UploadError> {
     let path = photo_path(&state.inner.data_dir, room, photo_id);
     // The same photo uploaded twice at once: whichever lands first stays, the other's
@@ -326,7 +327,7 @@ fn store(
         UploadError::Storage
     })?;
     let name = name.unwrap_or_else(|| format!("{}.jpg", &photo_id[..12]));
-    let new = NewPhoto { id: photo_id, name: &name, by, bytes: size };
+    let new = NewPhoto { id: photo_id, name: &name, by: &by.name, uploader: by.id.as_deref(), bytes: size };
     match state.inner.events.append_photo(room, &new, state.inner.limits.max_photos_per_room) {
         Ok(Some((position, at))) => {
             info!(position, seq = at.seq, "photo queued");

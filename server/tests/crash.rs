@@ -3,7 +3,7 @@
 
 mod common;
 use common::{Member, create_room, datasets, hello_as, photos, sha};
-use app::protocol::{ClientMessage, PhotoState, RoomEvent, RoomSnapshot, ServerMessage, StreamPosition};
+use app::protocol::{ClientMessage, PhotoState, RoomEvent, RoomSnapshot, ServerMessage, SettingValue, StreamPosition};
 use futures_util::{SinkExt, StreamExt};
 use std::io::{BufRead, BufReader};
 use std::path::Path;
@@ -176,4 +176,75 @@ async fn kill_9_keeps_every_event_a_member_saw() {
     assert!(room.notes.last().is_some_and(|n| n.ends_with("note 9")), "{:?}", room.notes);
     child.kill().expect("stop");
     child.wait().expect("reaped");
+}
+
+/// A refinement cut short by SIGKILL is closed in the stream when the server starts again, so
+/// no client waits for its end, and it then runs again in full.
+#[tokio::test]
+async fn a_refinement_killed_midway_is_closed_by_refinement_interrupted() {
+    let Some(datasets) = datasets() else { return };
+    let data = tempfile::tempdir().expect("tempdir");
+    let photos = photos(&datasets, "fountain-P11-half");
+    let (mut child, addr) = spawn(data.path());
+    let token = create_room(&addr, "auditorio").await.join_token;
+    let url = format!("ws://{addr}/ws/rooms/auditorio?token={token}");
+    let mut ana = Member::join(&url, "Ana").await;
+    ana.send(&ClientMessage::UpdateSetting { setting: SettingValue::RefineEvery(4), base_revision: 0 }).await;
+    ana.read_until(|m| matches!(m, ServerMessage::Event { event: RoomEvent::SettingChanged { .. }, .. })).await;
+    let client = reqwest::Client::new();
+    for path in photos.iter().take(4) {
+        let bytes = std::fs::read(path).expect("photo");
+        let id = sha(&bytes);
+        let url = format!("http://{addr}/api/rooms/auditorio/photos/{id}?token={token}");
+        assert_eq!(client.put(url).body(bytes).send().await.expect("upload").status(), 201);
+    }
+    let mut seen = None;
+    ana.read_until(|message| match message {
+        ServerMessage::Event { epoch, seq, event: RoomEvent::RefinementStarted { .. } } => {
+            seen = Some(StreamPosition { epoch: epoch.clone(), seq: *seq });
+            true
+        }
+        _ => false,
+    })
+    .await;
+    child.kill().expect("SIGKILL");
+    child.wait().expect("reaped");
+
+    let (mut child, addr) = spawn(data.path());
+    let url = format!("ws://{addr}/ws/rooms/auditorio?token={token}");
+    let (mut socket, _) = tokio_tungstenite::connect_async(url).await.expect("ws");
+    socket.send(Message::text(hello_as("Ana", seen.clone()).to_json())).await.expect("hello");
+    let mut after = Vec::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(120);
+    while !after.iter().any(|e| matches!(e, RoomEvent::RefinementDone { .. })) {
+        assert!(std::time::Instant::now() < deadline, "no refinement after the restart: {after:?}");
+        let frame = tokio::time::timeout(Duration::from_secs(60), socket.next()).await.expect("in time");
+        let Some(Ok(Message::Text(text))) = frame else { continue };
+        if let Ok(ServerMessage::Event { event, .. }) = serde_json::from_str::<ServerMessage>(&text) {
+            after.push(event);
+        }
+    }
+    let kinds: Vec<&str> = after.iter().map(kind).collect();
+    assert_eq!(kinds[0], "refinement_interrupted", "the open refinement is closed first: {kinds:?}");
+    assert_eq!(
+        kinds[1..],
+        ["photo_started", "refinement_started", "photo_registered", "refinement_done"],
+        "then the triggering photo runs again, refinement included: {kinds:?}"
+    );
+    let room = snapshot(&addr, &token).await;
+    assert_eq!(room.refining, None);
+    assert_eq!(room.cameras.len(), 4);
+    child.kill().expect("stop");
+    child.wait().expect("reaped");
+}
+
+fn kind(event: &RoomEvent) -> &'static str {
+    match event {
+        RoomEvent::RefinementInterrupted { .. } => "refinement_interrupted",
+        RoomEvent::RefinementStarted { .. } => "refinement_started",
+        RoomEvent::RefinementDone { .. } => "refinement_done",
+        RoomEvent::PhotoStarted { .. } => "photo_started",
+        RoomEvent::PhotoRegistered { .. } => "photo_registered",
+        _ => "other",
+    }
 }

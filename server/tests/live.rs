@@ -11,6 +11,22 @@ impl TestServer {
         let url = self.room_url(room, &format!("/photos/{}", sha(&bytes))).await;
         reqwest::Client::new().put(url).body(bytes).send().await.expect("put").status().as_u16()
     }
+
+    /// An upload as the member whose `welcome` gave `upload_key`, as the browser sends it.
+    async fn upload_as(&self, room: &str, bytes: Vec<u8>, upload_key: &str) -> u16 {
+        let url = self.room_url(room, &format!("/photos/{}", sha(&bytes))).await;
+        let request = reqwest::Client::new().put(url).header("x-vestige-session", upload_key).body(bytes);
+        request.send().await.expect("put").status().as_u16()
+    }
+}
+
+/// Joins and reads up to the `welcome`: its upload key, uploader id and owner flag.
+async fn join_as(url: &str, name: &str) -> (Member, String, Option<String>, bool) {
+    let mut member = Member::join(url, name).await;
+    match member.next().await {
+        ServerMessage::Welcome { upload_key, uploader, owner, .. } => (member, upload_key.expect("an upload key"), uploader, owner),
+        other => panic!("expected welcome, got {other:?}"),
+    }
 }
 
 /// Stream events (seq, event) among `messages`.
@@ -145,6 +161,14 @@ async fn two_members_watch_the_model_grow_identically() {
         client.get(server.room_url("auditorio", "/cameras.json").await).send().await.expect("cameras").json().await.expect("json");
     assert_eq!(cameras.len(), 5);
     assert!(cameras.iter().all(|c| c["registered"] == true));
+    // The keys of the datasets' ground truth, the photo's id and its file name.
+    for (camera, photo) in cameras.iter().zip(&state.photos) {
+        assert_eq!(camera["photo"], photo.id.as_str());
+        assert_eq!(camera["image"], photo.name.as_str());
+        assert!(camera["K"].is_array() && camera["R_world_to_camera"].is_array() && camera["center"].is_array(), "{camera}");
+    }
+    // The page shows the model's count, which is what the download holds.
+    assert_eq!(Some(cloud.len() as u64), state.model_points, "model.ply and the stream agree on the points");
 
     // A newcomer gets the same model in its snapshot.
     let mut cleo = Member::join(&url, "Cleo").await;
@@ -167,6 +191,7 @@ fn kind(event: &RoomEvent) -> &'static str {
         RoomEvent::PhotoRetried { .. } => "photo_retried",
         RoomEvent::PhotoRemoved { .. } => "photo_removed",
         RoomEvent::RefinementStarted { .. } => "refinement_started",
+        RoomEvent::RefinementInterrupted { .. } => "refinement_interrupted",
         RoomEvent::RefinementDone { .. } => "refinement_done",
         RoomEvent::SettingChanged { .. } => "setting_changed",
     }
@@ -181,11 +206,11 @@ async fn photos_can_be_cancelled_retried_and_removed() {
     config.workers = Some(1);
     let server = TestServer::start_with(config).await;
     let url = server.ws_url("cloitre").await;
-    let mut ana = Member::join(&url, "Ana").await;
+    let (mut ana, key, _, _) = join_as(&url, "Ana").await;
     let set = photos(&datasets, "Herz-Jesus-P8-half");
     let ids: Vec<String> = set[..4].iter().map(|p| sha(&std::fs::read(p).expect("photo"))).collect();
     for path in &set[..4] {
-        assert_eq!(server.upload("cloitre", std::fs::read(path).expect("photo")).await, 201);
+        assert_eq!(server.upload_as("cloitre", std::fs::read(path).expect("photo"), &key).await, 201);
     }
     // The last one is still queued behind three others.
     ana.send(&ClientMessage::CancelPhoto { photo: ids[3].clone() }).await;
@@ -220,7 +245,7 @@ async fn photos_can_be_cancelled_retried_and_removed() {
     // A photo of another site cannot be registered: validation required, then removed.
     let stranger = std::fs::read(&photos(&datasets, "sceaux-castle-half")[0]).expect("photo");
     let stranger_id = sha(&stranger);
-    assert_eq!(server.upload("cloitre", stranger.clone()).await, 201);
+    assert_eq!(server.upload_as("cloitre", stranger.clone(), &key).await, 201);
     ana.read_until(|m| {
         track(m, &mut state);
         matches!(m, ServerMessage::Event { event: RoomEvent::PhotoPending { .. }, .. })
@@ -239,5 +264,67 @@ async fn photos_can_be_cancelled_retried_and_removed() {
     assert_eq!(server.upload("cloitre", stranger).await, 201);
     let statuses: BTreeMap<_, _> = state.photos.iter().map(|p| (p.id.clone(), p.status)).collect();
     assert_eq!(statuses.len(), 4);
+    server.stop().await;
+}
+
+/// Cancelling and removing belong to the photo's uploader and the room's owner; the server
+/// refuses anyone else, whatever their page shows. The uploader is known by the secret key of
+/// their browser, so it survives a reconnect; retrying is open to all.
+#[tokio::test]
+async fn only_the_uploader_or_the_owner_can_cancel_or_remove_a_photo() {
+    let Some(datasets) = datasets() else { return };
+    let data = tempfile::tempdir().expect("tmp");
+    let mut config = common::test_config(data.path());
+    config.workers = Some(1);
+    let server = TestServer::start_with(config).await;
+    let created = common::create_room(&server.addr.to_string(), "portal").await;
+    let member_url = format!("ws://{}/ws/rooms/portal?token={}", server.addr, created.join_token);
+    let owner_url = format!("ws://{}/ws/rooms/portal?token={}", server.addr, created.owner_token);
+    let (ana, ana_key, ana_id, ana_owner) = join_as(&member_url, "Ana").await;
+    let (mut ben, _, ben_id, _) = join_as(&member_url, "Ben").await;
+    assert!(!ana_owner);
+    assert!(ana_id.is_some() && ana_id != ben_id, "each browser has its own uploader id");
+    // Four photos of Ana's, queued behind one worker, and one stranger that stays pending.
+    let set = photos(&datasets, "Herz-Jesus-P8-half");
+    let ids: Vec<String> = set[..3].iter().map(|p| sha(&std::fs::read(p).expect("photo"))).collect();
+    for path in &set[..3] {
+        let url = format!("http://{}/api/rooms/portal/photos/{}?token={}", server.addr, sha(&std::fs::read(path).expect("photo")), created.join_token);
+        let put = reqwest::Client::new().put(url).header("x-vestige-session", &ana_key).body(std::fs::read(path).expect("photo"));
+        assert_eq!(put.send().await.expect("put").status(), 201);
+    }
+    let queued = ben.read_until(|m| matches!(m, ServerMessage::Event { event: RoomEvent::PhotoQueued { photo, .. }, .. } if *photo == ids[2])).await;
+    let uploader = queued.iter().find_map(|m| match m {
+        ServerMessage::Event { event: RoomEvent::PhotoQueued { uploader, .. }, .. } => uploader.clone(),
+        _ => None,
+    });
+    assert_eq!(uploader, ana_id, "the photo names its uploader's id");
+    // Ben may not take Ana's photo away, in any state.
+    for command in [ClientMessage::CancelPhoto { photo: ids[2].clone() }, ClientMessage::RemovePhoto { photo: ids[2].clone() }] {
+        ben.send(&command).await;
+        let reply = ben.read_until(|m| matches!(m, ServerMessage::Error { .. })).await;
+        match reply.last() {
+            Some(ServerMessage::Error { code: ErrorCode::Forbidden, message }) => assert!(message.contains("uploaded"), "{message}"),
+            other => panic!("expected forbidden, got {other:?}"),
+        }
+    }
+    // Ana, on a new connection with the same browser key, may.
+    drop(ana);
+    let (mut ana_again, _, again_id, _) = join_as(&member_url, "Ana").await;
+    assert_eq!(again_id, ana_id, "the same browser is the same uploader after a reconnect");
+    ana_again.send(&ClientMessage::CancelPhoto { photo: ids[2].clone() }).await;
+    ana_again.read_until(|m| matches!(m, ServerMessage::Event { event: RoomEvent::PhotoCancelled { .. }, .. })).await;
+    // Anyone may retry; only the owner or Ana may remove.
+    ben.send(&ClientMessage::RetryPhoto { photo: ids[2].clone() }).await;
+    ben.read_until(|m| matches!(m, ServerMessage::Event { event: RoomEvent::PhotoRetried { .. }, .. })).await;
+    let (mut owner, _, _, is_owner) = join_as(&owner_url, "Olga").await;
+    assert!(is_owner, "the owner token makes the connection the owner's");
+    owner.send(&ClientMessage::CancelPhoto { photo: ids[2].clone() }).await;
+    let got = owner.read_until(|m| matches!(m, ServerMessage::Event { event: RoomEvent::PhotoCancelled { .. }, .. } | ServerMessage::Error { .. })).await;
+    match got.last() {
+        Some(ServerMessage::Event { .. }) => {}
+        // The worker may have taken and finished it first: then it is in the model.
+        Some(ServerMessage::Error { code: ErrorCode::InvalidState, .. }) => {}
+        other => panic!("the owner may cancel: {other:?}"),
+    }
     server.stop().await;
 }

@@ -110,6 +110,7 @@ async fn members_see_the_photo_queued_event_live() {
                 photo: id,
                 name: "IMG_0001.jpg".into(),
                 by: server::upload::ANONYMOUS_UPLOADER.into(),
+                uploader: None,
                 bytes: bytes.len() as u64,
                 position: 1,
             });

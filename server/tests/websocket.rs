@@ -183,7 +183,7 @@ async fn oversized_frames_close_only_that_connection() {
 async fn wrong_version_or_missing_hello_is_refused_with_a_close_code() {
     let server = TestServer::start().await;
     let mut old = server.connect("auditorio").await;
-    send(&mut old, &ClientMessage::Hello { version: PROTOCOL_VERSION + 1, name: None, resume: None, user: None, colour: None }).await;
+    send(&mut old, &ClientMessage::Hello { version: PROTOCOL_VERSION + 1, name: None, resume: None, user: None, colour: None, key: None }).await;
     let closed = next(&mut old).await.expect_err("closed");
     assert_eq!(closed.map(|(code, _)| u16::from(code)), Some(close_code::PROTOCOL_MISMATCH));
 

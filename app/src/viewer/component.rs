@@ -9,8 +9,10 @@
 //! owns the [`SceneData`] signal and feeds it (see [`super::loader`]).
 
 use super::camera::OrbitCamera;
+use super::frustum::{depth_for_model, frustum_vertices};
 use super::input::{Gesture, Gestures, key_gesture, wheel_pixels};
 use super::scene::{MAX_POINT_SIZE, MIN_POINT_SIZE, SceneData};
+use crate::protocol::CameraView;
 use leptos::ev::{KeyboardEvent, PointerEvent, WheelEvent};
 use leptos::prelude::*;
 
@@ -20,6 +22,63 @@ use leptos::prelude::*;
 /// orbits, two pinch and pan. With the canvas focused: arrow keys orbit, shift+arrows pan,
 /// `+`/`-` zoom. The camera frames the model as it grows until the user moves it; "Fit to
 /// model" frames it again and resumes following.
+/// Asks the viewer to look through a photo: the photo id, and a counter so that asking for the
+/// same photo twice moves the camera twice. Provided by the page as context; a card's "View
+/// from here" sets it.
+#[derive(Clone, Copy)]
+pub struct ViewRequest(pub RwSignal<Option<(String, u64)>>);
+
+impl ViewRequest {
+    pub fn new() -> Self {
+        Self(RwSignal::new(None))
+    }
+
+    pub fn view_from(&self, photo: &str) {
+        self.0.update(|r| {
+            let n = r.as_ref().map_or(0, |(_, n)| n + 1);
+            *r = Some((photo.to_owned(), n));
+        });
+    }
+}
+
+impl Default for ViewRequest {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// From the model towards where the photographers stood: the mean of the directions from the
+/// model's centre to each camera, or the first camera's side when they cancel out.
+pub fn photographers_side(center: [f64; 3], cameras: &[CameraView]) -> Option<[f64; 3]> {
+    let unit = |v: [f64; 3]| {
+        let n = (v[0] * v[0] + v[1] * v[1] + v[2] * v[2]).sqrt();
+        (n.is_finite() && n > 1e-12).then(|| v.map(|x| x / n))
+    };
+    let mut sum = [0.0; 3];
+    for camera in cameras {
+        if let Some(d) = unit(std::array::from_fn(|i| camera.center[i] - center[i])) {
+            (0..3).for_each(|i| sum[i] += d[i]);
+        }
+    }
+    unit(sum).or_else(|| cameras.first().and_then(|c| unit(std::array::from_fn(|i| c.center[i] - center[i]))))
+}
+
+/// How many of `cameras` are wholly on screen: apex and image corners of the frustum drawn for
+/// a model of `radius`.
+pub fn cameras_in_view(camera: &OrbitCamera, aspect: f64, cameras: &[CameraView], radius: f64) -> usize {
+    let depth = depth_for_model(radius);
+    cameras
+        .iter()
+        .filter(|c| {
+            let vertices = frustum_vertices(std::slice::from_ref(*c), depth);
+            !vertices.is_empty() && vertices.iter().all(|v| camera.sees(*v, aspect))
+        })
+        .count()
+}
+
+/// Points framing and the fill measure look at, at most.
+const FRAME_SAMPLE: usize = 4000;
+
 #[component]
 pub fn Viewer(
     /// What to draw. The page folds the room's snapshot and events into it and a
@@ -43,17 +102,80 @@ pub fn Viewer(
         let _revision = revision.get();
         scene.with_untracked(|s| s.fit_bounds())
     });
+    // The default view frames the points and the cameras together, from the photographers'
+    // side, a little above.
+    let framed = Memo::new(move |_| {
+        let _revision = revision.get();
+        scene.with_untracked(|s| s.frame_bounds())
+    });
+    let side = Memo::new(move |_| {
+        let _revision = revision.get();
+        let center = framed.get().and_then(|b| b.center())?;
+        scene.with_untracked(|s| photographers_side(center.map(f64::from), s.cameras()))
+    });
+    // The points framing looks at: a few thousand, once per data change.
+    let sample = Memo::new(move |_| {
+        let _revision = revision.get();
+        scene.with_untracked(|s| s.frame_sample(FRAME_SAMPLE))
+    });
 
     // Keep the model framed while it grows, until the user takes the camera. Effects run only in
     // the browser, so the server renders the default camera (which draws nothing anyway).
     Effect::new(move |_| {
-        let bounds = bounds.get();
         let (width, height) = size.get();
-        if follow.get()
-            && let Some(bounds) = bounds
-        {
-            camera.update(|c| c.fit(&bounds, width / height));
+        if follow.get() {
+            let side = side.get();
+            sample.with(|(points, cameras)| {
+                if points.is_empty() && cameras.is_empty() {
+                    return;
+                }
+                camera.update(|c| {
+                    c.reset_fov();
+                    c.frame_default(points, cameras, side, width / height);
+                });
+            });
         }
+    });
+    // A preset view frames the model the same way from another direction.
+    let preset = move |set: fn(&mut OrbitCamera, [f64; 3])| {
+        follow.set(false);
+        let (width, height) = size.get_untracked();
+        let side = side.get_untracked().unwrap_or([0.0, 0.0, -1.0]);
+        sample.with_untracked(|(points, cameras)| {
+            camera.update(|c| {
+                c.reset_fov();
+                set(c, side);
+                c.fit_points(points, cameras, width / height);
+            });
+        });
+    };
+    if let Some(ViewRequest(request)) = use_context::<ViewRequest>() {
+        Effect::new(move |_| {
+            let Some((photo, _)) = request.get() else { return };
+            let found = scene.with_untracked(|s| s.cameras().iter().find(|c| c.photo == photo).cloned());
+            let Some(photo) = found else { return };
+            // The orbit target goes to the model's centre depth, so orbiting from the photo's
+            // viewpoint turns around what it shows.
+            let distance = framed.get_untracked().and_then(|b| {
+                let center = b.center()?;
+                let d: f64 = (0..3).map(|i| (f64::from(center[i]) - photo.center[i]).powi(2)).sum::<f64>().sqrt();
+                (d > 1e-9).then_some(d)
+            });
+            follow.set(false);
+            camera.update(|c| c.view_from(&photo, distance.unwrap_or(1.0)));
+        });
+    }
+    // What the test suite and curious users can read off the canvas: how much of it the model
+    // fills, and how many cameras are wholly in view.
+    let model_share = Memo::new(move |_| {
+        let (width, height) = size.get();
+        sample.with(|(points, _)| (!points.is_empty()).then(|| camera.with(|c| c.points_share(points, width / height))))
+    });
+    let cameras_shown = Memo::new(move |_| {
+        let (width, height) = size.get();
+        let radius = bounds.get().map_or(1.0, |b| f64::from(b.radius()));
+        let _revision = revision.get();
+        camera.with(|c| scene.with_untracked(|s| cameras_in_view(c, width / height, s.cameras(), radius)))
     });
 
     let steer = move |gesture: Gesture| {
@@ -127,6 +249,9 @@ pub fn Viewer(
                 data-points=move || scene.with(|s| s.drawn_points())
                 data-cameras=move || scene.with(|s| s.cameras().len())
                 data-generation=move || scene.with(|s| s.generation())
+                data-model-share=move || model_share.get().map(|s| format!("{s:.3}")).unwrap_or_default()
+                data-cameras-in-view=move || cameras_shown.get()
+                data-eye=move || camera.with(|c| c.eye().map(|v| format!("{v:.5}")).join(","))
                 role="application"
                 aria-roledescription="3D viewer"
                 aria-label="3D model of the site"
@@ -148,6 +273,8 @@ pub fn Viewer(
                 <button type="button" data-testid="viewer-fit" on:click=move |_| follow.set(true)>
                     "Fit to model"
                 </button>
+                <button type="button" class="quiet" data-testid="viewer-top" on:click=move |_| preset(|c, _| c.top())>"Top"</button>
+                <button type="button" class="quiet" data-testid="viewer-front" on:click=move |_| preset(OrbitCamera::front)>"Front"</button>
                 <label class="viewer-point-size">
                     "Point size"
                     <input

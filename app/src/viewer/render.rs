@@ -50,7 +50,9 @@ out vec3 v_color;
 void main() {
     gl_Position = u_view_projection * vec4(a_position, 1.0);
     vec3 colour = vec3(a_color) / 255.0;
-    v_color = mix(colour, vec3(1.0, 0.82, 0.35), 0.75 * u_highlight);
+    // The newest photo's points keep their own colours, brightened, then fade to normal:
+    // amber is the colour of frustums and buttons and would read as one of them.
+    v_color = mix(colour, vec3(1.0), 0.45 * u_highlight);
     gl_PointSize = u_point_size * (1.0 + u_highlight);
 }
 "#;

@@ -222,7 +222,7 @@ impl SceneData {
     /// highlight; refinements bring a new generation.
     pub fn apply_event(&mut self, event: &RoomEvent, now_ms: f64) {
         match event {
-            RoomEvent::PhotoRegistered { photo, camera, shard } => {
+            RoomEvent::PhotoRegistered { photo, camera, shard, .. } => {
                 let (list, cameras) = match self.incoming.as_mut() {
                     Some(incoming) => {
                         (&mut incoming.shards, incoming.cameras.get_or_insert_with(|| self.cameras.clone()))
@@ -297,6 +297,35 @@ impl SceneData {
 
     /// The box to frame: robust bounds of the drawn points, or of the camera centres while no
     /// point has arrived, so the first photos still frame something.
+    /// What the default view frames: an even sample of the drawn points (at most `limit`), and
+    /// every vertex of every camera's frustum as drawn, so the photographers' cameras are on
+    /// screen too.
+    pub fn frame_sample(&self, limit: usize) -> (Vec<[f32; 3]>, Vec<[f32; 3]>) {
+        let total = self.drawn_points();
+        let stride = total.div_ceil(limit.max(1)).max(1);
+        let points = self.drawn_shards().flat_map(|(_, p)| p.iter()).step_by(stride).map(|p| p.position).collect();
+        let radius = self.fit_bounds().map_or(0.0, |b| f64::from(b.radius()));
+        let depth = crate::viewer::frustum::depth_for_model(radius);
+        (points, crate::viewer::frustum::frustum_vertices(&self.cameras, depth))
+    }
+
+    /// What the default view frames: the points (robustly) and every camera centre, so the
+    /// photographers' frustums are never off-screen.
+    pub fn frame_bounds(&self) -> Option<Bounds> {
+        let points = self.fit_bounds();
+        // Room for each frustum around its apex, as drawn (see `frustum`).
+        let pad = (crate::viewer::frustum::depth_for_model(points.map_or(0.0, |b| f64::from(b.radius()))) * 1.2) as f32;
+        let cameras = Bounds::of_points(self.cameras.iter().map(|c| c.center.map(|v| v as f32)))
+            .map(|b| Bounds { min: b.min.map(|v| v - pad), max: b.max.map(|v| v + pad) });
+        match (points, cameras) {
+            (Some(a), Some(b)) => Some(Bounds {
+                min: std::array::from_fn(|i| a.min[i].min(b.min[i])),
+                max: std::array::from_fn(|i| a.max[i].max(b.max[i])),
+            }),
+            (a, b) => a.or(b),
+        }
+    }
+
     pub fn fit_bounds(&self) -> Option<Bounds> {
         robust_bounds(self.drawn_shards().map(|(_, p)| p.as_slice())).or_else(|| {
             Bounds::of_points(self.cameras.iter().map(|c| c.center.map(|v| v as f32)))
@@ -454,7 +483,7 @@ mod tests {
         let mut scene = SceneData::new();
         scene.set_manifest(&manifest(0, &["a"]), Some(vec![camera("p1")]));
         scene.insert_shard("a", points(0.0), 0.0);
-        let registered = |p: &str, h: &str| RoomEvent::PhotoRegistered { photo: p.into(), camera: camera(p), shard: Some(shard(h)) };
+        let registered = |p: &str, h: &str| RoomEvent::PhotoRegistered { photo: p.into(), camera: camera(p), shard: Some(shard(h)), model_points: None };
         scene.apply_event(&registered("p2", "b"), 0.0);
         assert_eq!(hashes(scene.wanted()), ["b"]);
         assert_eq!(scene.cameras().len(), 2);
@@ -471,7 +500,7 @@ mod tests {
         assert_eq!(drawn(&scene), ["c", "d"]);
         assert_eq!(scene.cameras().iter().map(|c| c.photo.as_str()).collect::<Vec<_>>(), ["p1", "p2", "p3"]);
         // A registration without a shard (no new points) still adds its camera.
-        scene.apply_event(&RoomEvent::PhotoRegistered { photo: "p4".into(), camera: camera("p4"), shard: None }, 0.0);
+        scene.apply_event(&RoomEvent::PhotoRegistered { photo: "p4".into(), camera: camera("p4"), shard: None, model_points: None }, 0.0);
         assert_eq!(scene.cameras().len(), 4);
     }
 
@@ -481,7 +510,7 @@ mod tests {
         scene.set_manifest(&manifest(0, &["a"]), None);
         scene.insert_shard("a", points(0.0), 0.0);
         assert_eq!(scene.highlight(0.0), None, "a snapshot's shards are not news");
-        scene.apply_event(&RoomEvent::PhotoRegistered { photo: "p".into(), camera: camera("p"), shard: Some(shard("b")) }, 1000.0);
+        scene.apply_event(&RoomEvent::PhotoRegistered { photo: "p".into(), camera: camera("p"), shard: Some(shard("b")), model_points: None }, 1000.0);
         assert_eq!(scene.highlight(1000.0), None, "not on screen yet");
         scene.insert_shard("b", points(0.0), 1500.0);
         assert_eq!(scene.highlight(1500.0), Some(("b", 1.0)));

@@ -200,6 +200,7 @@ pub fn hello_as(name: &str, resume: Option<StreamPosition>) -> ClientMessage {
         resume,
         user: Some(format!("user-{}", name.to_lowercase())),
         colour: Some("#336699".into()),
+        key: Some(format!("key-of-{}", name.chars().filter(char::is_ascii_alphanumeric).collect::<String>())),
     }
 }
 
