@@ -98,9 +98,12 @@ pub struct PoseErrors {
     pub mean_rotation_deg: f64,
     /// Largest rotation error, degrees.
     pub max_rotation_deg: f64,
-    /// Whether the truth's rotations matched only after transposing them (see
-    /// [`compare_with_truth`]).
-    pub truth_rotation_transposed: bool,
+    /// Median over every pair of compared cameras of the angle between the estimated and the
+    /// true relative rotation `R_b R_a^T`, degrees. Needs no alignment, so a centre-only
+    /// alignment of cameras near a line or plane cannot tilt it.
+    pub pairwise_rotation_median_deg: f64,
+    /// 90th percentile of the same pairwise errors, degrees.
+    pub pairwise_rotation_p90_deg: f64,
 }
 
 fn rotation(m: &[[f64; 3]; 3]) -> Rotation3<f64> {
@@ -109,30 +112,9 @@ fn rotation(m: &[[f64; 3]; 3]) -> Rotation3<f64> {
 }
 
 /// Align estimated centres to true ones (Umeyama, with scale) and measure the errors. Cameras
-/// are paired by image name; `None` when fewer than three pair up or the fit fails.
-///
-/// The shared Strecha `ground_truth.json` files label their rotations world-to-camera, but the
-/// photos' own epipolar geometry agrees with their transposes (the original Strecha files store
-/// camera-to-world rotations). Both readings are scored and the better one is reported, with
-/// [`PoseErrors::truth_rotation_transposed`] saying which, so a mislabelled file cannot hide
-/// a real rotation error nor invent one.
+/// are paired by image name; `None` when fewer than three pair up or the fit fails. The truth's
+/// `R_world_to_camera` is read as written (the shared files were corrected on 2026-12-03).
 pub fn compare_with_truth(estimated: &[Camera], truth: &[TrueCamera]) -> Option<PoseErrors> {
-    let as_given = compare_oriented(estimated, truth, false)?;
-    let transposed = compare_oriented(estimated, truth, true)?;
-    Some(
-        if transposed.mean_rotation_deg < as_given.mean_rotation_deg {
-            transposed
-        } else {
-            as_given
-        },
-    )
-}
-
-fn compare_oriented(
-    estimated: &[Camera],
-    truth: &[TrueCamera],
-    transpose: bool,
-) -> Option<PoseErrors> {
     let pairs: Vec<(&Camera, &TrueCamera)> = estimated
         .iter()
         .filter_map(|e| truth.iter().find(|t| t.image == e.image).map(|t| (e, t)))
@@ -148,7 +130,6 @@ fn compare_oriented(
     let align_rot = sim.isometry.rotation.to_rotation_matrix();
     let mut errors = PoseErrors {
         compared: pairs.len(),
-        truth_rotation_transposed: transpose,
         ..PoseErrors::default()
     };
     for (e, t) in &pairs {
@@ -156,11 +137,7 @@ fn compare_oriented(
         let dp = (c.coords - Vector3::from(t.center)).norm();
         // A world point X_true = s R X_est + t, so R_est_aligned = R_est * R^T.
         let r_est = rotation(&e.rotation) * align_rot.inverse();
-        let r_true = if transpose {
-            rotation(&t.rotation).inverse()
-        } else {
-            rotation(&t.rotation)
-        };
+        let r_true = rotation(&t.rotation);
         let dr = crate::geometry::rotation_angle_deg(&(r_est.inverse() * r_true));
         errors.mean_position += dp;
         errors.mean_rotation_deg += dr;
@@ -169,7 +146,34 @@ fn compare_oriented(
     }
     errors.mean_position /= pairs.len() as f64;
     errors.mean_rotation_deg /= pairs.len() as f64;
+    let pairwise = pairwise_rotation_errors(&pairs);
+    errors.pairwise_rotation_median_deg = quantile(&pairwise, 0.5);
+    errors.pairwise_rotation_p90_deg = quantile(&pairwise, 0.9);
     Some(errors)
+}
+
+/// Angle between estimated and true `R_b R_a^T` for every pair, degrees.
+fn pairwise_rotation_errors(pairs: &[(&Camera, &TrueCamera)]) -> Vec<f64> {
+    let mut out = Vec::new();
+    for (i, (ea, ta)) in pairs.iter().enumerate() {
+        for (eb, tb) in pairs.iter().skip(i + 1) {
+            let est = rotation(&eb.rotation) * rotation(&ea.rotation).inverse();
+            let tru = rotation(&tb.rotation) * rotation(&ta.rotation).inverse();
+            out.push(crate::geometry::rotation_angle_deg(&(est.inverse() * tru)));
+        }
+    }
+    out
+}
+
+/// The `q` quantile (nearest rank) of `values`; 0 when empty.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v.get(rank - 1).copied().unwrap_or(0.0)
 }
 
 /// The shared datasets folder: `VESTIGE_DATASETS` when set, else `../shared/datasets` relative to

@@ -10,6 +10,9 @@ use crate::settings::Intrinsics;
 /// adjustment refines it once the photo is registered.
 pub const PRIOR_FOCAL_FACTOR: f64 = 1.2;
 
+/// Diagonal of a 36x24 mm full frame, the reference of 35 mm-equivalent focal lengths.
+pub const FULL_FRAME_DIAGONAL_MM: f64 = 43.266_615_305_567_87;
+
 /// Which evidence gave a photo's intrinsics.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -35,9 +38,15 @@ pub fn resolve(given: Option<&Intrinsics>, photo: &DecodedPhoto) -> (Intrinsics,
         cx: (w - 1.0) / 2.0,
         cy: (h - 1.0) / 2.0,
     };
-    // The 35 mm equivalent refers to the 36 mm long side of a full frame.
+    // The 35 mm equivalent keeps the field of view across the diagonal of a 36x24 mm frame
+    // (the crop factor is a ratio of diagonals). For 3:2 photos this is the same as scaling the
+    // long side by 36 mm; for 4:3 phone photos the long side alone gives a focal about 4 % short.
+    let diagonal = w.hypot(h);
     match photo.exif.focal_35mm {
-        Some(f35) => (centre(f35 / 36.0 * long_side), IntrinsicsSource::Exif),
+        Some(f35) => (
+            centre(f35 / FULL_FRAME_DIAGONAL_MM * diagonal),
+            IntrinsicsSource::Exif,
+        ),
         None => (
             centre(PRIOR_FOCAL_FACTOR * long_side),
             IntrinsicsSource::Prior,

@@ -27,7 +27,7 @@ const LOCAL_NEIGHBOURS: usize = 5;
 /// Descriptors sampled per photo to rank candidates before full matching.
 const OVERLAP_SAMPLE: usize = 600;
 /// Smallest widest-ray angle a point must keep through refinement.
-const MIN_POINT_ANGLE_DEG: f64 = 1.0;
+const MIN_POINT_ANGLE_DEG: f64 = 0.75;
 
 /// One room's reconstruction. Not internally synchronised: the server holds it behind a Mutex.
 #[derive(Debug)]
@@ -170,43 +170,11 @@ impl Reconstruction {
         })?;
 
         let mut created: Vec<(ViewIdx, std::ops::Range<PointId>)> = Vec::new();
+        // The new photo first, then the pending ones in the order they came.
         let mut pending_order: Vec<ViewIdx> = vec![v];
         pending_order
             .extend((0..v).filter(|&u| work.view(u).is_some_and(|view| !view.is_registered())));
-        // Keep registering until a full pass adds nobody: each success can connect others.
-        loop {
-            let mut progressed = false;
-            for &u in &pending_order {
-                if work.view(u).is_some_and(|view| view.is_registered()) {
-                    continue;
-                }
-                let retry_id = work.view(u).map(|view| view.id.clone()).unwrap_or_default();
-                let retry_span = info_span!("register", photo_id = %retry_id, retry = u != v);
-                let _retry = retry_span.enter();
-                let before = work.next_point;
-                let newly =
-                    runner.run(Stage::Registration, |_| Ok(self.register_one(&mut work, u)))?;
-                for (i, w) in newly.into_iter().enumerate() {
-                    // The initial pair's points are created during registration; credit them to
-                    // the first view of the pair.
-                    let start = if i == 0 { before } else { work.next_point };
-                    runner.run(Stage::Triangulation, |_| {
-                        let tri = Triangulator::new(&work, 2.0 * settings.pixel_threshold);
-                        triangulate_view(&mut work, w, &tri);
-                        Ok(())
-                    })?;
-                    runner.run(Stage::LocalAdjustment, |_| {
-                        local_adjustment(&mut work, w, settings.pixel_threshold);
-                        Ok(())
-                    })?;
-                    created.push((w, start..work.next_point));
-                    progressed = true;
-                }
-            }
-            if !progressed {
-                break;
-            }
-        }
+        self.register_pending(&mut work, &pending_order, &mut runner, &mut created)?;
 
         let mut model = None;
         let due = settings.refine_every > 0
@@ -216,6 +184,15 @@ impl Reconstruction {
                 refine_scene(&mut work, settings.pixel_threshold, report);
                 Ok(())
             })?;
+            // Refined poses and longer tracks can give pending photos the matches they lacked.
+            let before = created.len();
+            self.register_pending(&mut work, &pending_order, &mut runner, &mut created)?;
+            if created.len() > before {
+                runner.run(Stage::Refinement, |report| {
+                    refine_scene(&mut work, settings.pixel_threshold, report);
+                    Ok(())
+                })?;
+            }
             model = Some(model_of(&work));
         }
 
@@ -265,6 +242,51 @@ impl Reconstruction {
             model,
             timings: runner.timings,
         })
+    }
+
+    /// Try to register each of `order` that is still pending, again and again until a full pass
+    /// adds nobody: each success can connect others. Every newly registered view gets its
+    /// points and a local adjustment, and is appended to `created` with the point ids it made.
+    fn register_pending(
+        &self,
+        work: &mut Scene,
+        order: &[ViewIdx],
+        runner: &mut StageRunner<'_>,
+        created: &mut Vec<(ViewIdx, std::ops::Range<PointId>)>,
+    ) -> Result<(), ReconError> {
+        let threshold = self.settings.pixel_threshold;
+        loop {
+            let mut progressed = false;
+            for &u in order {
+                if work.view(u).is_none_or(|view| view.is_registered()) {
+                    continue;
+                }
+                let retry_id = work.view(u).map(|view| view.id.clone()).unwrap_or_default();
+                let retry_span = info_span!("register", photo_id = %retry_id);
+                let _retry = retry_span.enter();
+                let before = work.next_point;
+                let newly = runner.run(Stage::Registration, |_| Ok(self.register_one(work, u)))?;
+                for (i, w) in newly.into_iter().enumerate() {
+                    // The initial pair's points are created during registration; credit them to
+                    // the first view of the pair.
+                    let start = if i == 0 { before } else { work.next_point };
+                    runner.run(Stage::Triangulation, |_| {
+                        let tri = Triangulator::new(work, 2.0 * threshold);
+                        triangulate_view(work, w, &tri);
+                        Ok(())
+                    })?;
+                    runner.run(Stage::LocalAdjustment, |_| {
+                        local_adjustment(work, w, threshold);
+                        Ok(())
+                    })?;
+                    created.push((w, start..work.next_point));
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
     }
 
     /// Which existing views the new view `v` is fully matched against: all of them while few,
@@ -338,6 +360,18 @@ impl Reconstruction {
             refine_scene(&mut work, threshold, report);
             Ok(())
         })?;
+        // Refined poses can unlock pending photos; those that register are refined with the rest.
+        let pending: Vec<ViewIdx> = (0..work.views.len() as ViewIdx)
+            .filter(|&u| work.view(u).is_some_and(|view| !view.is_registered()))
+            .collect();
+        let mut created = Vec::new();
+        self.register_pending(&mut work, &pending, &mut runner, &mut created)?;
+        if !created.is_empty() {
+            runner.run(Stage::Refinement, |report| {
+                refine_scene(&mut work, threshold, report);
+                Ok(())
+            })?;
+        }
         self.scene = work;
         Ok(self.model())
     }

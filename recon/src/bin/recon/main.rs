@@ -8,13 +8,14 @@
 //! ```
 
 mod colmap;
+mod log;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use recon::evaluation::{
     DatasetIntrinsics, compare_with_truth, datasets_dir, image_files, load_ground_truth,
-    mean_reprojection_error, shuffled_order,
+    mean_reprojection_error, quantile, shuffled_order,
 };
 use recon::export::{camera_records, timings_json, write_colmap_text, write_ply};
 use recon::{CancelToken, PhotoStatus, Reconstruction, Settings, StageTimings};
@@ -22,6 +23,7 @@ use recon::{CancelToken, PhotoStatus, Reconstruction, Settings, StageTimings};
 type Fallible<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn main() {
+    log::init_from_env();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("reconstruct") => reconstruct(&args[1..]).map(|_| ()),
@@ -192,16 +194,6 @@ fn reconstruct(args: &[String]) -> Fallible<RunSummary> {
     Ok(summary)
 }
 
-fn percentile(values: &[f64], q: f64) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return 0.0;
-    }
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v.get(rank - 1).copied().unwrap_or(0.0)
-}
-
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -287,15 +279,31 @@ fn bench_one(args: &[String]) -> Fallible<()> {
         "points": model.points.len(),
         "mean_position_error": errors.as_ref().map(|e| e.mean_position),
         "mean_rotation_error_deg": errors.as_ref().map(|e| e.mean_rotation_deg),
-        "truth_rotation_transposed": errors.as_ref().map(|e| e.truth_rotation_transposed),
+        "pairwise_rotation_median_deg": errors.as_ref().map(|e| e.pairwise_rotation_median_deg),
+        "pairwise_rotation_p90_deg": errors.as_ref().map(|e| e.pairwise_rotation_p90_deg),
+        "focal_px": focal_summary(&model.cameras),
         "reprojection_px": mean_reprojection_error(summary.recon.scene()),
-        "latency_p50": percentile(&summary.latencies, 0.5),
-        "latency_p95": percentile(&summary.latencies, 0.95),
+        "latency_p50": quantile(&summary.latencies, 0.5),
+        "latency_p95": quantile(&summary.latencies, 0.95),
         "refinement_seconds": summary.final_refine_seconds,
         "peak_rss_mib": peak_rss_mib(),
     });
     println!("{line}");
     Ok(())
+}
+
+/// Median focal length of the registered cameras, in original-resolution pixels, with the
+/// smallest and largest.
+fn focal_summary(cameras: &[recon::Camera]) -> Option<[f64; 3]> {
+    let f: Vec<f64> = cameras.iter().map(|c| c.intrinsics.fx).collect();
+    if f.is_empty() {
+        return None;
+    }
+    Some([
+        quantile(&f, 0.5),
+        f.iter().copied().fold(f64::INFINITY, f64::min),
+        f.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    ])
 }
 
 fn bench(args: &[String]) -> Fallible<()> {
