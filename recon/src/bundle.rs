@@ -14,7 +14,7 @@ use openmvg_core::model::CameraIntrinsics;
 
 use crate::geometry::Pose;
 use crate::intrinsics::IntrinsicsSource;
-use crate::scene::{PointId, Scene, ViewIdx};
+use crate::scene::{PointId, Scene, View, ViewIdx};
 
 /// What to adjust.
 pub struct Adjustment<'a> {
@@ -31,6 +31,23 @@ pub struct Adjustment<'a> {
     pub max_iterations: usize,
 }
 
+/// Which intrinsic block a view's observations use.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum IntrinsicKey {
+    /// Photos of one camera ([`View::camera`]).
+    Shared(u64),
+    /// A view with intrinsics of its own.
+    Own(ViewIdx),
+}
+
+fn intrinsic_key(v: ViewIdx, view: &View) -> IntrinsicKey {
+    if view.camera != 0 && view.intrinsics_source != IntrinsicsSource::Given {
+        IntrinsicKey::Shared(view.camera)
+    } else {
+        IntrinsicKey::Own(v)
+    }
+}
+
 /// Figures from one solve.
 #[derive(Clone, Copy, Debug, Default)]
 #[allow(dead_code)] // read in debug logs and tests
@@ -44,6 +61,7 @@ pub struct AdjustReport {
 /// Solve and write the result back into the scene when the solver's own audit accepts it.
 pub fn adjust(scene: &mut Scene, job: &Adjustment<'_>) -> AdjustReport {
     let mut pose_of: BTreeMap<ViewIdx, usize> = BTreeMap::new();
+    let mut intrinsic_of: BTreeMap<IntrinsicKey, usize> = BTreeMap::new();
     let mut poses = Vec::new();
     let mut intrinsics = Vec::new();
     let mut point_index: Vec<PointId> = Vec::new();
@@ -86,9 +104,21 @@ pub fn adjust(scene: &mut Scene, job: &Adjustment<'_>) -> AdjustReport {
                     } else {
                         PoseVariables::FIXED
                     };
+                    poses.push(BundlePose::new(om_pose, vars));
+                    let s = poses.len() - 1;
+                    pose_of.insert(v, s);
+                    s
+                }
+            };
+            let key = intrinsic_key(v, view);
+            let ki = match intrinsic_of.get(&key) {
+                Some(&k) => k,
+                None => {
                     let k = &view.intrinsics;
+                    // A shared block is refined when the first view met in it is free; in a
+                    // global adjustment all are.
                     let refine = job.refine_focal
-                        && free
+                        && job.free_views.contains(&v)
                         && view.intrinsics_source != IntrinsicsSource::Given;
                     let Ok(camera) = Camera::try_pinhole(k.fx, k.fy, k.cx, k.cy) else {
                         continue;
@@ -96,21 +126,25 @@ pub fn adjust(scene: &mut Scene, job: &Adjustment<'_>) -> AdjustReport {
                     let Ok(ci) = CameraIntrinsics::try_new(camera, view.width, view.height) else {
                         continue;
                     };
+                    // The solver's certification stays required: forward motion leaves focal
+                    // and depth nearly interchangeable, and a waived focal on
+                    // lund-street-iphone4s collapsed from 1035 to 728 px. Shared by all photos
+                    // of a camera, a block is constrained enough to be certified on the
+                    // others (lund-door-nikon: 2312 px from EXIF to 2455, reference 2435).
                     let bi = if refine {
                         BundleIntrinsic::try_new(ci, IntrinsicVariables::FIXED.with_focal(true))
                     } else {
                         BundleIntrinsic::try_new(ci.with_fixed(true), IntrinsicVariables::FIXED)
                     };
                     let Ok(bi) = bi else { continue };
-                    poses.push(BundlePose::new(om_pose, vars));
                     intrinsics.push(bi);
-                    let s = poses.len() - 1;
-                    pose_of.insert(v, s);
-                    s
+                    let k = intrinsics.len() - 1;
+                    intrinsic_of.insert(key, k);
+                    k
                 }
             };
             let pixel = Point2::new(f64::from(pixel[0]), f64::from(pixel[1]));
-            if let Ok(o) = BundleObservation::try_new(slot, slot, pi, pixel) {
+            if let Ok(o) = BundleObservation::try_new(slot, ki, pi, pixel) {
                 observations.push(o);
             }
         }
@@ -150,15 +184,25 @@ pub fn adjust(scene: &mut Scene, job: &Adjustment<'_>) -> AdjustReport {
             continue;
         };
         view.pose = Some(Pose::from_openmvg(pose));
-        if let Some(k) = solution.intrinsics().get(slot).and_then(|ci| {
-            use openmvg_core::camera::CameraModel;
-            ci.camera().intrinsic_matrix()
-        }) {
-            view.intrinsics.fx = k[(0, 0)];
-            view.intrinsics.fy = k[(1, 1)];
-            view.intrinsics.cx = k[(0, 2)];
-            view.intrinsics.cy = k[(1, 2)];
-        }
+    }
+    // Every registered view of a refined block takes its intrinsics, free or not, so that views
+    // of one camera never disagree.
+    for (v, view) in scene.views.iter_mut().enumerate() {
+        let key = intrinsic_key(v as ViewIdx, view);
+        let Some(k) = intrinsic_of
+            .get(&key)
+            .and_then(|&slot| solution.intrinsics().get(slot))
+            .and_then(|ci| {
+                use openmvg_core::camera::CameraModel;
+                ci.camera().intrinsic_matrix()
+            })
+        else {
+            continue;
+        };
+        view.intrinsics.fx = k[(0, 0)];
+        view.intrinsics.fy = k[(1, 1)];
+        view.intrinsics.cx = k[(0, 2)];
+        view.intrinsics.cy = k[(1, 2)];
     }
     for (i, &p) in point_index.iter().enumerate() {
         if quarantined.contains(&i) {

@@ -2,7 +2,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::decode::DecodedPhoto;
+use crate::decode::{DecodedPhoto, FNV_OFFSET, fnv1a};
 use crate::settings::Intrinsics;
 
 /// Focal length prior, in units of the longer image side, when nothing better is known. It is
@@ -52,4 +52,31 @@ pub fn resolve(given: Option<&Intrinsics>, photo: &DecodedPhoto) -> (Intrinsics,
             IntrinsicsSource::Prior,
         ),
     }
+}
+
+/// The key grouping photos from one camera: EXIF make and model, focal lengths and the photo's
+/// decoded (not EXIF-stated) size at original and processing resolution. Zero (no group) when
+/// the intrinsics are given, since those are fixed anyway, or when EXIF names no camera and no
+/// focal length, since photos of unknown cameras cannot be assumed to share a lens.
+pub fn camera_key(source: IntrinsicsSource, photo: &DecodedPhoto) -> u64 {
+    let exif = &photo.exif;
+    if source == IntrinsicsSource::Given
+        || (exif.camera_hash.is_none() && exif.focal_mm.is_none() && exif.focal_35mm.is_none())
+    {
+        return 0;
+    }
+    let mut bytes = Vec::with_capacity(48);
+    bytes.extend(exif.camera_hash.unwrap_or(0).to_le_bytes());
+    bytes.extend(exif.focal_mm.unwrap_or(0.0).to_bits().to_le_bytes());
+    bytes.extend(exif.focal_35mm.unwrap_or(0.0).to_bits().to_le_bytes());
+    for side in [
+        photo.original_width,
+        photo.original_height,
+        photo.rgb.width(),
+        photo.rgb.height(),
+    ] {
+        bytes.extend(side.to_le_bytes());
+    }
+    // Never zero, which means "no group".
+    fnv1a(bytes, FNV_OFFSET).max(1)
 }

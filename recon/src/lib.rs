@@ -42,10 +42,21 @@
 //! # Intrinsics
 //!
 //! [`Settings::intrinsics`] (K at the original resolution, after EXIF orientation, scaled to the
-//! processing size) is held fixed. Without it, the EXIF 35 mm-equivalent focal length is used,
-//! else [`intrinsics::PRIOR_FOCAL_FACTOR`] times the longer side; both are refined per photo by
-//! global adjustment. A plain EXIF focal length in millimetres is read but not used, since the
-//! sensor width is unknown.
+//! processing size) is held fixed. Without it, the EXIF 35 mm-equivalent focal length is used
+//! (scaled by the decoded image's diagonal, never by EXIF's stated pixel size), else
+//! [`intrinsics::PRIOR_FOCAL_FACTOR`] times the longer side. Photos from one camera (same EXIF
+//! make, model, focal lengths and decoded size; [`intrinsics::camera_key`]) share one focal
+//! length, refined jointly by global adjustment; the solver moves it only when the
+//! observations constrain it. A plain EXIF focal length in millimetres is read but not used,
+//! since the sensor width is unknown. Lens distortion is not modelled.
+//!
+//! # Registration
+//!
+//! The model starts from the pair best for geometry among the best connected ones (points
+//! triangulated, median triangulation angle, share a homography explains). A later photo is
+//! registered on geometric evidence: enough PnP inliers, and when they are few, a fair share
+//! of its 2D-3D matches spread over the image. Pending photos are retried after every
+//! registration and refinement.
 //!
 //! # Modules
 //!

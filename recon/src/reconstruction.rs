@@ -129,6 +129,7 @@ impl Reconstruction {
             extract(&decoded.rgb, settings.max_features as usize)
         })?;
         let (k, source) = intrinsics::resolve(settings.intrinsics.as_ref(), &decoded);
+        let camera = intrinsics::camera_key(source, &decoded);
         debug!(keypoints = features.len(), ?source, "features extracted");
         let new_index = MatchIndex::build(&features).map(Arc::new);
         let mut work = self.scene.clone();
@@ -147,6 +148,7 @@ impl Reconstruction {
             pose: None,
             point_of: vec![crate::scene::NO_POINT; point_count],
             last_failure: None,
+            camera,
         });
         drop(decoded);
 

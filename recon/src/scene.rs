@@ -45,6 +45,11 @@ pub struct View {
     pub point_of: Vec<PointId>,
     /// Registration attempts that failed, reported back as the reason.
     pub last_failure: Option<String>,
+    /// Which physical camera took the photo (see [`crate::intrinsics::camera_key`]): views with
+    /// the same non-zero key share one set of intrinsics in global adjustment. Zero means the
+    /// view has intrinsics of its own. Saved after the scene (state version 2), not with it.
+    #[serde(skip)]
+    pub camera: u64,
 }
 
 impl View {
