@@ -5,6 +5,7 @@
 //! recon reconstruct --images DIR [--intrinsics FILE] [--refine-every N]
 //!                   [--order name|shuffled --seed S] [--max-side PX] --out DIR
 //! recon bench [--datasets DIR] [--sets a,b,...] [--seed S] [--no-colmap] [--no-full] [--no-memory]
+//! recon bench-captures [--datasets DIR] [--seed S]
 //! ```
 
 mod colmap;
@@ -29,6 +30,7 @@ fn main() {
         Some("reconstruct") => reconstruct(&args[1..]).map(|_| ()),
         Some("bench") => bench(&args[1..]),
         Some("bench-one") => bench_one(&args[1..]),
+        Some("bench-captures") => bench_captures(&args[1..]),
         _ => Err(USAGE.into()),
     };
     if let Err(e) = result {
@@ -37,7 +39,7 @@ fn main() {
     }
 }
 
-const USAGE: &str = "usage:\n  recon reconstruct --images DIR [--intrinsics FILE] [--refine-every N] [--order name|shuffled --seed S] [--max-side PX] --out DIR\n  recon bench [--datasets DIR] [--sets a,b] [--seed S] [--no-colmap] [--no-full] [--no-memory]";
+const USAGE: &str = "usage:\n  recon reconstruct --images DIR [--intrinsics FILE] [--refine-every N] [--order name|shuffled --seed S] [--max-side PX] --out DIR\n  recon bench [--datasets DIR] [--sets a,b] [--seed S] [--no-colmap] [--no-full] [--no-memory]\n  recon bench-captures [--datasets DIR] [--seed S]";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -407,6 +409,87 @@ fn bench(args: &[String]) -> Fallible<()> {
             ],
         )?;
         print_row("30 photos, 4 scenes, no K", "name", &v);
+    }
+    Ok(())
+}
+
+/// Issue 10's real captures, all without K: registered count, focal, pairwise relative rotation
+/// error against the reference poses where there are any, reprojection error.
+fn bench_captures(args: &[String]) -> Fallible<()> {
+    let root = match flag(args, "--datasets") {
+        Some(d) => PathBuf::from(d),
+        None => datasets_dir().ok_or("datasets folder not found (set VESTIGE_DATASETS)")?,
+    };
+    let seed = flag(args, "--seed").unwrap_or_else(|| "1".into());
+    let exe = std::env::current_exe()?;
+    println!(
+        "| set | order | registered | focal px (median, min-max) | pairwise rot err median/p90 deg | reproj px | points | latency p50/p95 s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|");
+    let runs = [
+        ("lund-street-iphone4s", "name"),
+        ("lund-street-iphone4s", "shuffled"),
+        ("lund-door-nikon", "name"),
+        ("cyprus-ruins-nikon", "name"),
+    ];
+    for (set, order) in runs {
+        let dir = root.join(set);
+        if !dir.is_dir() {
+            println!("| {set} | {order} | missing | | | | | |");
+            continue;
+        }
+        let dir = dir.to_string_lossy().into_owned();
+        let child = [
+            "bench-one",
+            "--set",
+            &dir,
+            "--order",
+            order,
+            "--seed",
+            &seed,
+            "--no-k",
+        ];
+        let v = match run_child(&exe, &child) {
+            Ok(v) => v,
+            Err(e) => {
+                println!("| {set} | {order} | failed: {e} | | | | | |");
+                continue;
+            }
+        };
+        let num = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+        let focal = v
+            .get("focal_px")
+            .and_then(serde_json::Value::as_array)
+            .map(|f| {
+                f.iter()
+                    .filter_map(serde_json::Value::as_f64)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|f| f.len() == 3)
+            .map_or("-".into(), |f| {
+                format!("{:.0} ({:.0}-{:.0})", f[0], f[1], f[2])
+            });
+        let rot = match (
+            num("pairwise_rotation_median_deg"),
+            num("pairwise_rotation_p90_deg"),
+        ) {
+            (Some(a), Some(b)) => format!("{a:.3}/{b:.3}"),
+            _ => "- (no reference)".into(),
+        };
+        let order_label = if order == "shuffled" {
+            format!("shuffled (seed {seed})")
+        } else {
+            order.to_string()
+        };
+        println!(
+            "| {set} | {order_label} | {}/{} | {focal} | {rot} | {:.2} | {} | {:.2}/{:.2} |",
+            num("registered").unwrap_or(0.0),
+            num("total").unwrap_or(0.0),
+            num("reprojection_px").unwrap_or(0.0),
+            num("points").unwrap_or(0.0),
+            num("latency_p50").unwrap_or(0.0),
+            num("latency_p95").unwrap_or(0.0),
+        );
     }
     Ok(())
 }
