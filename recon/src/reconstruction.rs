@@ -257,6 +257,7 @@ impl Reconstruction {
         created: &mut Vec<(ViewIdx, std::ops::Range<PointId>)>,
     ) -> Result<(), ReconError> {
         let threshold = self.settings.pixel_threshold;
+        let mut start_failed = false;
         loop {
             let mut progressed = false;
             for &u in order {
@@ -267,7 +268,9 @@ impl Reconstruction {
                 let retry_span = info_span!("register", photo_id = %retry_id);
                 let _retry = retry_span.enter();
                 let before = work.next_point;
-                let newly = runner.run(Stage::Registration, |_| Ok(self.register_one(work, u)))?;
+                let newly = runner.run(Stage::Registration, |_| {
+                    Ok(self.register_one(work, u, &mut start_failed))
+                })?;
                 for (i, w) in newly.into_iter().enumerate() {
                     // The initial pair's points are created during registration; credit them to
                     // the first view of the pair.
@@ -321,11 +324,16 @@ impl Reconstruction {
     }
 
     /// Try to give `u` a pose; the first two views come together from the initial pair.
-    fn register_one(&self, work: &mut Scene, u: ViewIdx) -> Vec<ViewIdx> {
+    /// `start_failed` remembers, within one call, that no pair could start the model: the
+    /// answer is the same for every pending photo until something registers.
+    fn register_one(&self, work: &mut Scene, u: ViewIdx, start_failed: &mut bool) -> Vec<ViewIdx> {
         let threshold = self.settings.pixel_threshold;
         if work.registered_count() == 0 {
-            if let Some((a, b)) = try_initialize(work, 2.0 * threshold, threshold) {
-                return vec![a, b];
+            if !*start_failed {
+                if let Some((a, b)) = try_initialize(work, 2.0 * threshold, threshold) {
+                    return vec![a, b];
+                }
+                *start_failed = true;
             }
             let reason = if work.pairs.is_empty() {
                 "waiting for an overlapping photo to start the model"

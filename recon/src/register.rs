@@ -27,7 +27,11 @@ const MIN_INLIER_RATIO: f64 = 0.3;
 const SPREAD_GRID: usize = 4;
 /// Grid cells that must hold an inlier: inliers in one corner leave the pose's rotation about
 /// them free.
-const MIN_SPREAD_CELLS: usize = 4;
+const MIN_SPREAD_CELLS: usize = 3;
+/// Share of 2D-3D matches above which a pose with few inliers needs no spread: chance does not
+/// explain nearly all matches, and walking forward, the points shared with photos further
+/// along sit in the middle of the image.
+const CONSISTENT_INLIER_RATIO: f64 = 0.8;
 /// PnP's inlier threshold in units of the pixel threshold. Points triangulated from short
 /// baselines carry depth errors that reproject a few pixels off in a new view; local adjustment
 /// right after registration pulls them in, and its outlier filter uses the tight threshold.
@@ -245,7 +249,7 @@ pub(crate) fn try_register(
                 MIN_INLIER_RATIO * 100.0
             ));
         }
-        if cells < MIN_SPREAD_CELLS {
+        if cells < MIN_SPREAD_CELLS && ratio < CONSISTENT_INLIER_RATIO {
             return Err(format!(
                 "the pose's {inliers} inliers cover only {cells} of {} image cells (need {MIN_SPREAD_CELLS})",
                 SPREAD_GRID * SPREAD_GRID
