@@ -243,3 +243,67 @@ pub fn shuffled_order(n: usize, seed: u64) -> Vec<usize> {
     }
     order
 }
+
+/// The EXIF GPS fix of a photo as (latitude, longitude) in degrees, when it has one.
+pub fn exif_gps(bytes: &[u8]) -> Option<[f64; 2]> {
+    let exif = exif::Reader::new()
+        .read_from_container(&mut std::io::Cursor::new(bytes))
+        .ok()?;
+    let angle = |tag, negative: u8, reference| {
+        let exif::Value::Rational(v) = &exif.get_field(tag, exif::In::PRIMARY)?.value else {
+            return None;
+        };
+        let [d, m, s] = [v.first()?, v.get(1)?, v.get(2)?].map(|r| r.to_f64());
+        let sign = match &exif.get_field(reference, exif::In::PRIMARY)?.value {
+            exif::Value::Ascii(parts) if parts.first()?.first() == Some(&negative) => -1.0,
+            _ => 1.0,
+        };
+        Some(sign * (d + m / 60.0 + s / 3600.0)).filter(|a: &f64| a.is_finite())
+    };
+    Some([
+        angle(exif::Tag::GPSLatitude, b'S', exif::Tag::GPSLatitudeRef)?,
+        angle(exif::Tag::GPSLongitude, b'W', exif::Tag::GPSLongitudeRef)?,
+    ])
+}
+
+/// How well the camera centres follow the photos' GPS track: centres aligned to the fixes (as
+/// flat local metres; a street's height change is below GPS noise) by a similarity, then the
+/// mean and largest horizontal distance, metres. `None` with fewer than three fixes paired by
+/// image name, or when the fit fails. Phone GPS is good to about 5 m, so this catches a
+/// wrongly placed or folded trajectory, not centimetre errors.
+pub fn compare_with_gps(estimated: &[Camera], fixes: &[(String, [f64; 2])]) -> Option<[f64; 2]> {
+    let (lat0, lon0) = fixes.first().map(|(_, f)| (f[0], f[1]))?;
+    // Equirectangular metres: exact enough over a few hundred metres.
+    const EARTH_RADIUS_M: f64 = 6_371_000.0;
+    let local = |f: &[f64; 2]| {
+        Point3::new(
+            (f[1] - lon0).to_radians() * EARTH_RADIUS_M * lat0.to_radians().cos(),
+            (f[0] - lat0).to_radians() * EARTH_RADIUS_M,
+            0.0,
+        )
+    };
+    let pairs: Vec<(Point3<f64>, Point3<f64>)> = estimated
+        .iter()
+        .filter_map(|e| {
+            let (_, f) = fixes.iter().find(|(name, _)| *name == e.image)?;
+            Some((Point3::from(e.center), local(f)))
+        })
+        .collect();
+    if pairs.len() < 3 {
+        return None;
+    }
+    let corr: Vec<Point3Correspondence> = pairs
+        .iter()
+        .map(|(e, g)| Point3Correspondence::new(*e, *g))
+        .collect();
+    let sim = fit_alignment(&corr, None, AlignmentScale::Estimated).ok()?;
+    let errors: Vec<f64> = pairs
+        .iter()
+        .map(|(e, g)| {
+            let a = sim.transform_point(e);
+            (a.x - g.x).hypot(a.y - g.y)
+        })
+        .collect();
+    let mean = errors.iter().sum::<f64>() / errors.len() as f64;
+    Some([mean, errors.iter().copied().fold(0.0, f64::max)])
+}

@@ -228,8 +228,17 @@ fn bench_one(args: &[String]) -> Fallible<()> {
         files.truncate(n.parse()?);
     }
     let files = ordered(files, &order, seed)?;
+    let fixes: Vec<(String, [f64; 2])> = files
+        .iter()
+        .filter_map(|f| {
+            let name = f.file_name()?.to_str()?.to_string();
+            let gps = recon::evaluation::exif_gps(&std::fs::read(f).ok()?)?;
+            Some((name, gps))
+        })
+        .collect();
     let (summary, _) = run_photos(&files, settings, false)?;
     let model = summary.recon.model();
+    let gps = recon::evaluation::compare_with_gps(&model.cameras, &fixes);
     let errors = load_ground_truth(&dir.join("ground_truth.json"))
         .ok()
         .and_then(|gt| compare_with_truth(&model.cameras, &gt));
@@ -284,6 +293,7 @@ fn bench_one(args: &[String]) -> Fallible<()> {
         "pairwise_rotation_median_deg": errors.as_ref().map(|e| e.pairwise_rotation_median_deg),
         "pairwise_rotation_p90_deg": errors.as_ref().map(|e| e.pairwise_rotation_p90_deg),
         "focal_px": focal_summary(&model.cameras),
+        "gps_error_m": gps,
         "reprojection_px": mean_reprojection_error(summary.recon.scene()),
         "latency_p50": quantile(&summary.latencies, 0.5),
         "latency_p95": quantile(&summary.latencies, 0.95),
@@ -423,9 +433,9 @@ fn bench_captures(args: &[String]) -> Fallible<()> {
     let seed = flag(args, "--seed").unwrap_or_else(|| "1".into());
     let exe = std::env::current_exe()?;
     println!(
-        "| set | order | registered | focal px (median, min-max) | pairwise rot err median/p90 deg | reproj px | points | latency p50/p95 s |"
+        "| set | order | registered | focal px (median, min-max) | pairwise rot err median/p90 deg | GPS fit mean/max m | reproj px | points | latency p50/p95 s |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|");
     let runs = [
         ("lund-street-iphone4s", "name"),
         ("lund-street-iphone4s", "shuffled"),
@@ -435,7 +445,7 @@ fn bench_captures(args: &[String]) -> Fallible<()> {
     for (set, order) in runs {
         let dir = root.join(set);
         if !dir.is_dir() {
-            println!("| {set} | {order} | missing | | | | | |");
+            println!("| {set} | {order} | missing | | | | | | |");
             continue;
         }
         let dir = dir.to_string_lossy().into_owned();
@@ -452,7 +462,7 @@ fn bench_captures(args: &[String]) -> Fallible<()> {
         let v = match run_child(&exe, &child) {
             Ok(v) => v,
             Err(e) => {
-                println!("| {set} | {order} | failed: {e} | | | | | |");
+                println!("| {set} | {order} | failed: {e} | | | | | | |");
                 continue;
             }
         };
@@ -476,13 +486,23 @@ fn bench_captures(args: &[String]) -> Fallible<()> {
             (Some(a), Some(b)) => format!("{a:.3}/{b:.3}"),
             _ => "- (no reference)".into(),
         };
+        let gps = v
+            .get("gps_error_m")
+            .and_then(serde_json::Value::as_array)
+            .map(|g| {
+                g.iter()
+                    .filter_map(serde_json::Value::as_f64)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|g| g.len() == 2)
+            .map_or("-".into(), |g| format!("{:.1}/{:.1}", g[0], g[1]));
         let order_label = if order == "shuffled" {
             format!("shuffled (seed {seed})")
         } else {
             order.to_string()
         };
         println!(
-            "| {set} | {order_label} | {}/{} | {focal} | {rot} | {:.2} | {} | {:.2}/{:.2} |",
+            "| {set} | {order_label} | {}/{} | {focal} | {rot} | {gps} | {:.2} | {} | {:.2}/{:.2} |",
             num("registered").unwrap_or(0.0),
             num("total").unwrap_or(0.0),
             num("reprojection_px").unwrap_or(0.0),
