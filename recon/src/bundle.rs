@@ -1,6 +1,7 @@
 //! Bundle adjustment of a subset of the scene with openMVG's native adjuster.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 use nalgebra::{Point2, Point3};
 use openmvg_ba::{
@@ -9,10 +10,10 @@ use openmvg_ba::{
     SolveConfig,
 };
 use openmvg_core::PixelThreshold;
-use openmvg_core::camera::Camera;
+use openmvg_core::camera::{Camera, RadialDistortion, TangentialDistortion};
 use openmvg_core::model::CameraIntrinsics;
 
-use crate::geometry::Pose;
+use crate::geometry::{Pose, distort_pixel, undistort_pixel};
 use crate::intrinsics::IntrinsicsSource;
 use crate::scene::{PointId, Scene, View, ViewIdx};
 
@@ -62,6 +63,7 @@ pub struct AdjustReport {
 pub fn adjust(scene: &mut Scene, job: &Adjustment<'_>) -> AdjustReport {
     let mut pose_of: BTreeMap<ViewIdx, usize> = BTreeMap::new();
     let mut intrinsic_of: BTreeMap<IntrinsicKey, usize> = BTreeMap::new();
+    let mut distorted: BTreeSet<usize> = BTreeSet::new();
     let mut poses = Vec::new();
     let mut intrinsics = Vec::new();
     let mut point_index: Vec<PointId> = Vec::new();
@@ -120,7 +122,22 @@ pub fn adjust(scene: &mut Scene, job: &Adjustment<'_>) -> AdjustReport {
                     let refine = job.refine_focal
                         && job.free_views.contains(&v)
                         && view.intrinsics_source != IntrinsicsSource::Given;
-                    let Ok(camera) = Camera::try_pinhole(k.fx, k.fy, k.cx, k.cy) else {
+                    // Radial distortion is estimated for a camera group only: one photo's k1
+                    // trades off against its focal and pose.
+                    let radial = refine && matches!(key, IntrinsicKey::Shared(_));
+                    let camera = if radial {
+                        Camera::try_brown_conrady(
+                            k.fx,
+                            k.fy,
+                            k.cx,
+                            k.cy,
+                            RadialDistortion::K1(view.radial),
+                            TangentialDistortion::None,
+                        )
+                    } else {
+                        Camera::try_pinhole(k.fx, k.fy, k.cx, k.cy)
+                    };
+                    let Ok(camera) = camera else {
                         continue;
                     };
                     let Ok(ci) = CameraIntrinsics::try_new(camera, view.width, view.height) else {
@@ -132,7 +149,12 @@ pub fn adjust(scene: &mut Scene, job: &Adjustment<'_>) -> AdjustReport {
                     // of a camera, a block is constrained enough to be certified on the
                     // others (lund-door-nikon: 2312 px from EXIF to 2455, reference 2435).
                     let bi = if refine {
-                        BundleIntrinsic::try_new(ci, IntrinsicVariables::FIXED.with_focal(true))
+                        BundleIntrinsic::try_new(
+                            ci,
+                            IntrinsicVariables::FIXED
+                                .with_focal(true)
+                                .with_radial(radial),
+                        )
                     } else {
                         BundleIntrinsic::try_new(ci.with_fixed(true), IntrinsicVariables::FIXED)
                     };
@@ -140,8 +162,17 @@ pub fn adjust(scene: &mut Scene, job: &Adjustment<'_>) -> AdjustReport {
                     intrinsics.push(bi);
                     let k = intrinsics.len() - 1;
                     intrinsic_of.insert(key, k);
+                    if radial {
+                        distorted.insert(k);
+                    }
                     k
                 }
+            };
+            // A distorting block sees the photo's own pixels, not the undistorted ones.
+            let pixel = if distorted.contains(&ki) {
+                distort_pixel(&view.intrinsics, view.radial, *pixel)
+            } else {
+                *pixel
             };
             let pixel = Point2::new(f64::from(pixel[0]), f64::from(pixel[1]));
             if let Ok(o) = BundleObservation::try_new(slot, ki, pi, pixel) {
@@ -189,20 +220,36 @@ pub fn adjust(scene: &mut Scene, job: &Adjustment<'_>) -> AdjustReport {
     // of one camera never disagree.
     for (v, view) in scene.views.iter_mut().enumerate() {
         let key = intrinsic_key(v as ViewIdx, view);
-        let Some(k) = intrinsic_of
+        let Some((slot, ci)) = intrinsic_of
             .get(&key)
-            .and_then(|&slot| solution.intrinsics().get(slot))
-            .and_then(|ci| {
-                use openmvg_core::camera::CameraModel;
-                ci.camera().intrinsic_matrix()
-            })
+            .and_then(|&slot| Some((slot, solution.intrinsics().get(slot)?)))
         else {
             continue;
         };
-        view.intrinsics.fx = k[(0, 0)];
-        view.intrinsics.fy = k[(1, 1)];
-        view.intrinsics.cx = k[(0, 2)];
-        view.intrinsics.cy = k[(1, 2)];
+        use openmvg_core::camera::CameraModel;
+        let Some(k) = ci.camera().intrinsic_matrix() else {
+            continue;
+        };
+        let old = view.intrinsics;
+        let mut new = old;
+        new.fx = k[(0, 0)];
+        new.fy = k[(1, 1)];
+        new.cx = k[(0, 2)];
+        new.cy = k[(1, 2)];
+        if distorted.contains(&slot)
+            && let Camera::BrownConrady(bc) = ci.camera()
+        {
+            let k1 = bc.radial_distortion().k1();
+            // Keep the keypoints undistorted for the new focal and k1: back to the photo's
+            // pixels with the old ones, then through the new.
+            let mut features = (*view.features).clone();
+            for p in &mut features.positions {
+                *p = undistort_pixel(&new, k1, distort_pixel(&old, view.radial, *p));
+            }
+            view.features = Arc::new(features);
+            view.radial = k1;
+        }
+        view.intrinsics = new;
     }
     for (i, &p) in point_index.iter().enumerate() {
         if quarantined.contains(&i) {

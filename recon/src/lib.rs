@@ -46,9 +46,12 @@
 //! (scaled by the decoded image's diagonal, never by EXIF's stated pixel size), else
 //! [`intrinsics::PRIOR_FOCAL_FACTOR`] times the longer side. Photos from one camera (same EXIF
 //! make, model, focal lengths and decoded size; [`intrinsics::camera_key`]) share one focal
-//! length, refined jointly by global adjustment; the solver moves it only when the
-//! observations constrain it. A plain EXIF focal length in millimetres is read but not used,
-//! since the sensor width is unknown. Lens distortion is not modelled.
+//! length and one radial distortion k1, refined jointly by global adjustment; the solver moves
+//! them only when the observations constrain them. Keypoints are kept undistorted with the
+//! current k1, so everything but the adjustment works with a pinhole camera; [`Camera`]
+//! gives that pinhole K, and the k1 is in [`scene::View::radial`]. A plain EXIF focal length in
+//! millimetres is read but not used, since the sensor width is unknown. Photos with given
+//! intrinsics, or from cameras EXIF does not identify, keep their own focal and no distortion.
 //!
 //! # Registration
 //!

@@ -14,8 +14,8 @@ use crate::settings::Settings;
 
 const MAGIC: &[u8; 8] = b"VSTRECON";
 /// Version of the saved-state format written by this build. Version 2 appends each view's
-/// camera group ([`crate::scene::View::camera`]); version 1 states still load, with every view
-/// keeping intrinsics of its own as it did then.
+/// camera group and radial distortion ([`crate::scene::View::camera`], `radial`); version 1
+/// states still load, with every view keeping distortion-free intrinsics of its own as then.
 pub const STATE_VERSION: u32 = 2;
 
 /// The version 1 layout, which version 2 extends at the end.
@@ -31,7 +31,7 @@ struct State {
     settings: Settings,
     photos_added: u64,
     scene: Scene,
-    cameras: Vec<u64>,
+    cameras: Vec<(u64, f64)>,
 }
 
 impl Reconstruction {
@@ -41,7 +41,12 @@ impl Reconstruction {
             settings: &self.settings,
             photos_added: self.photos_added,
             scene: &self.scene,
-            cameras: self.scene.views.iter().map(|v| v.camera).collect(),
+            cameras: self
+                .scene
+                .views
+                .iter()
+                .map(|v| (v.camera, v.radial))
+                .collect(),
         };
         let body =
             postcard::to_stdvec(&state).map_err(|e| ReconError::CorruptState(e.to_string()))?;
@@ -65,7 +70,7 @@ impl Reconstruction {
         let state = match found {
             1 => {
                 let old: StateV1 = postcard::from_bytes(body).map_err(corrupt)?;
-                let cameras = vec![0; old.scene.views.len()];
+                let cameras = vec![(0, 0.0); old.scene.views.len()];
                 State {
                     settings: old.settings,
                     photos_added: old.photos_added,
@@ -87,8 +92,12 @@ impl Reconstruction {
             ));
         }
         let mut state = state;
-        for (view, camera) in state.scene.views.iter_mut().zip(&state.cameras) {
-            view.camera = *camera;
+        for (view, &(camera, radial)) in state.scene.views.iter_mut().zip(&state.cameras) {
+            if !radial.is_finite() {
+                return Err(ReconError::CorruptState("non-finite distortion".into()));
+            }
+            view.camera = camera;
+            view.radial = radial;
         }
         check(&state.scene)?;
         Reconstruction::from_parts(state.settings, state.scene, state.photos_added)
@@ -114,7 +123,7 @@ struct StateRef<'a> {
     settings: &'a Settings,
     photos_added: u64,
     scene: &'a Scene,
-    cameras: Vec<u64>,
+    cameras: Vec<(u64, f64)>,
 }
 
 /// Reject states whose cross references would make later indexing go out of range.

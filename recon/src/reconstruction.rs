@@ -149,6 +149,7 @@ impl Reconstruction {
             point_of: vec![crate::scene::NO_POINT; point_count],
             last_failure: None,
             camera,
+            radial: 0.0,
         });
         drop(decoded);
 

@@ -50,6 +50,11 @@ pub struct View {
     /// view has intrinsics of its own. Saved after the scene (state version 2), not with it.
     #[serde(skip)]
     pub camera: u64,
+    /// Radial distortion k1 (normalized coordinates) of the camera group, estimated by global
+    /// adjustment; 0 until then. The keypoint positions in `features` are kept undistorted
+    /// with it, so everything but the adjustment sees a pinhole camera. Saved with `camera`.
+    #[serde(skip)]
+    pub radial: f64,
 }
 
 impl View {

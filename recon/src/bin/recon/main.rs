@@ -294,6 +294,7 @@ fn bench_one(args: &[String]) -> Fallible<()> {
         "pairwise_rotation_p90_deg": errors.as_ref().map(|e| e.pairwise_rotation_p90_deg),
         "focal_px": focal_summary(&model.cameras),
         "gps_error_m": gps,
+        "radial_k1": radial_summary(summary.recon.scene()),
         "reprojection_px": mean_reprojection_error(summary.recon.scene()),
         "latency_p50": quantile(&summary.latencies, 0.5),
         "latency_p95": quantile(&summary.latencies, 0.95),
@@ -316,6 +317,17 @@ fn focal_summary(cameras: &[recon::Camera]) -> Option<[f64; 3]> {
         f.iter().copied().fold(f64::INFINITY, f64::min),
         f.iter().copied().fold(f64::NEG_INFINITY, f64::max),
     ])
+}
+
+/// Median radial distortion k1 of the registered views (0 when none was estimated).
+fn radial_summary(scene: &recon::scene::Scene) -> f64 {
+    let k1: Vec<f64> = scene
+        .views
+        .iter()
+        .filter(|v| v.is_registered())
+        .map(|v| v.radial)
+        .collect();
+    quantile(&k1, 0.5)
 }
 
 fn bench(args: &[String]) -> Fallible<()> {
@@ -433,9 +445,9 @@ fn bench_captures(args: &[String]) -> Fallible<()> {
     let seed = flag(args, "--seed").unwrap_or_else(|| "1".into());
     let exe = std::env::current_exe()?;
     println!(
-        "| set | order | registered | focal px (median, min-max) | pairwise rot err median/p90 deg | GPS fit mean/max m | reproj px | points | latency p50/p95 s |"
+        "| set | order | registered | focal px (median, min-max) | k1 | pairwise rot err median/p90 deg | GPS fit mean/max m | reproj px | points | latency p50/p95 s |"
     );
-    println!("|---|---|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|---|---|");
     let runs = [
         ("lund-street-iphone4s", "name"),
         ("lund-street-iphone4s", "shuffled"),
@@ -445,7 +457,7 @@ fn bench_captures(args: &[String]) -> Fallible<()> {
     for (set, order) in runs {
         let dir = root.join(set);
         if !dir.is_dir() {
-            println!("| {set} | {order} | missing | | | | | | |");
+            println!("| {set} | {order} | missing | | | | | | | |");
             continue;
         }
         let dir = dir.to_string_lossy().into_owned();
@@ -462,7 +474,7 @@ fn bench_captures(args: &[String]) -> Fallible<()> {
         let v = match run_child(&exe, &child) {
             Ok(v) => v,
             Err(e) => {
-                println!("| {set} | {order} | failed: {e} | | | | | | |");
+                println!("| {set} | {order} | failed: {e} | | | | | | | |");
                 continue;
             }
         };
@@ -502,9 +514,10 @@ fn bench_captures(args: &[String]) -> Fallible<()> {
             order.to_string()
         };
         println!(
-            "| {set} | {order_label} | {}/{} | {focal} | {rot} | {gps} | {:.2} | {} | {:.2}/{:.2} |",
+            "| {set} | {order_label} | {}/{} | {focal} | {:.4} | {rot} | {gps} | {:.2} | {} | {:.2}/{:.2} |",
             num("registered").unwrap_or(0.0),
             num("total").unwrap_or(0.0),
+            num("radial_k1").unwrap_or(0.0),
             num("reprojection_px").unwrap_or(0.0),
             num("points").unwrap_or(0.0),
             num("latency_p50").unwrap_or(0.0),
