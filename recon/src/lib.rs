@@ -17,11 +17,14 @@
 //!   FnMut(Stage, f32), cancel: &CancelToken) -> Result<AddOutcome, ReconError>`: the photo is
 //!   either [`PhotoStatus::Registered`] (camera and new points) or
 //!   [`PhotoStatus::NotRegistered`] (kept, retried automatically); `also_registered` lists
-//!   pending photos that it unlocked, `model` is set when the periodic refinement ran, `timings`
-//!   gives seconds per [`Stage`].
+//!   pending photos that it unlocked, `unregistered` lists photos registered earlier whose
+//!   cameras the refinement in this call found inconsistent and removed (pending again, with a
+//!   reason), `model` is set when the periodic refinement ran, `timings` gives seconds per
+//!   [`Stage`].
 //! - [`Reconstruction::refine`]`(&mut self, progress, cancel) -> Result<Model, ReconError>`,
 //!   [`Reconstruction::model`]`(&self) -> Model`, [`Reconstruction::remove_photo`]`(id)` for a
-//!   pending photo, [`Reconstruction::is_registered`]`(id)`.
+//!   pending photo, [`Reconstruction::is_registered`]`(id)`,
+//!   [`Reconstruction::pending_reason`]`(id)`.
 //! - [`Reconstruction::save`]`(&self, path)` / [`Reconstruction::load`]`(path)` (versioned binary
 //!   format, [`persist::STATE_VERSION`]); also `to_bytes`/`from_bytes`.
 //! - [`export::ply_bytes`], [`export::write_ply`], [`export::read_ply`],
@@ -58,8 +61,10 @@
 //! The model starts from the pair best for geometry among the best connected ones (points
 //! triangulated, median triangulation angle, share a homography explains). A later photo is
 //! registered on geometric evidence: enough PnP inliers, and when they are few, a fair share
-//! of its 2D-3D matches spread over the image. Pending photos are retried after every
-//! registration and refinement.
+//! of its 2D-3D matches spread over the image; after local adjustment its observations must
+//! still reproject well, or the registration is undone. After each global refinement every
+//! camera is checked the same way and removed when it fails. Pending photos are retried after
+//! every registration and refinement.
 //!
 //! # Modules
 //!
@@ -90,7 +95,7 @@ pub mod settings;
 pub mod triangulate;
 
 pub use error::ReconError;
-pub use model::{AddOutcome, Camera, Model, PhotoStatus, Point, RegisteredPhoto};
+pub use model::{AddOutcome, Camera, Model, PhotoStatus, Point, RegisteredPhoto, Unregistered};
 pub use progress::{CancelToken, Stage, StageTimings};
 pub use reconstruction::Reconstruction;
 pub use settings::{Intrinsics, Settings};

@@ -13,9 +13,9 @@ use crate::estimators::verify_pair;
 use crate::feature::extract;
 use crate::intrinsics;
 use crate::matching::{MatchIndex, match_pair, overlap_score};
-use crate::model::{AddOutcome, Camera, Model, PhotoStatus, Point, RegisteredPhoto};
+use crate::model::{AddOutcome, Camera, Model, PhotoStatus, Point, RegisteredPhoto, Unregistered};
 use crate::progress::{CancelToken, Stage, StageRunner, StageTimings};
-use crate::register::{try_initialize, try_register};
+use crate::register::{try_initialize, try_register, verify_pose};
 use crate::scene::{Pair, PointId, Scene, View, ViewIdx};
 use crate::settings::Settings;
 use crate::triangulate::{Triangulator, complete_and_merge, filter_points, triangulate_view};
@@ -182,17 +182,21 @@ impl Reconstruction {
         let mut model = None;
         let due = settings.refine_every > 0
             && (self.photos_added + 1).is_multiple_of(u64::from(settings.refine_every));
+        let mut removed: Vec<ViewIdx> = Vec::new();
         if due && work.registered_count() >= 2 {
             runner.run(Stage::Refinement, |report| {
-                refine_scene(&mut work, settings.pixel_threshold, report);
+                removed.extend(refine_scene(&mut work, settings.pixel_threshold, report));
                 Ok(())
             })?;
             // Refined poses and longer tracks can give pending photos the matches they lacked.
             let before = created.len();
-            self.register_pending(&mut work, &pending_order, &mut runner, &mut created)?;
+            let retry: Vec<ViewIdx> = (0..work.views.len() as ViewIdx)
+                .filter(|&u| work.view(u).is_some_and(|view| !view.is_registered()))
+                .collect();
+            self.register_pending(&mut work, &retry, &mut runner, &mut created)?;
             if created.len() > before {
                 runner.run(Stage::Refinement, |report| {
-                    refine_scene(&mut work, settings.pixel_threshold, report);
+                    removed.extend(refine_scene(&mut work, settings.pixel_threshold, report));
                     Ok(())
                 })?;
             }
@@ -238,10 +242,27 @@ impl Reconstruction {
             PhotoStatus::Registered(p) => info!(new_points = p.new_points.len(), "registered"),
             PhotoStatus::NotRegistered { reason } => info!(%reason, "not registered"),
         }
+        // Only photos reported registered before this call and pending now: one registered
+        // and removed within the call was never announced.
+        let mut unregistered: Vec<Unregistered> = Vec::new();
+        for u in removed {
+            let Some(view) = self.scene.view(u) else {
+                continue;
+            };
+            let fresh = created.iter().any(|(w, _)| *w == u);
+            if view.is_registered() || fresh || unregistered.iter().any(|x| x.id == view.id) {
+                continue;
+            }
+            unregistered.push(Unregistered {
+                id: view.id.clone(),
+                reason: view.last_failure.clone().unwrap_or_default(),
+            });
+        }
         Ok(AddOutcome {
             id: id.to_string(),
             status,
             also_registered,
+            unregistered,
             model,
             timings: runner.timings,
         })
@@ -272,6 +293,7 @@ impl Reconstruction {
                 let newly = runner.run(Stage::Registration, |_| {
                     Ok(self.register_one(work, u, &mut start_failed))
                 })?;
+                let from_start = newly.len() == 2;
                 for (i, w) in newly.into_iter().enumerate() {
                     // The initial pair's points are created during registration; credit them to
                     // the first view of the pair.
@@ -285,6 +307,14 @@ impl Reconstruction {
                         local_adjustment(work, w, threshold);
                         Ok(())
                     })?;
+                    // The starting pair defines the model, so only later photos are checked.
+                    if !from_start
+                        && let Err(why) = verify_pose(work, w, threshold, 2.0 * threshold)
+                    {
+                        debug!(%why, "registration undone");
+                        work.unregister(w, format!("pose rejected: {why}"));
+                        continue;
+                    }
                     created.push((w, start..work.next_point));
                     progressed = true;
                 }
@@ -367,6 +397,8 @@ impl Reconstruction {
         let mut runner = StageRunner::new(progress, cancel);
         let mut work = self.scene.clone();
         let threshold = self.settings.pixel_threshold;
+        // Cameras removed here show up in the model's `pending`, with the reason in
+        // `pending_reason`.
         runner.run(Stage::Refinement, |report| {
             refine_scene(&mut work, threshold, report);
             Ok(())
@@ -419,6 +451,20 @@ impl Reconstruction {
             self.indices.remove(v as usize);
         }
         Ok(())
+    }
+
+    /// Why a pending photo has no pose (the last registration attempt's reason, or why its
+    /// camera was removed); `None` when registered or unknown.
+    pub fn pending_reason(&self, id: &str) -> Option<String> {
+        let view = self.scene.find(id).and_then(|v| self.scene.view(v))?;
+        if view.is_registered() {
+            return None;
+        }
+        Some(
+            view.last_failure
+                .clone()
+                .unwrap_or_else(|| "not registered".to_string()),
+        )
     }
 
     /// Status of a photo: `Some(true)` registered, `Some(false)` pending, `None` unknown.
@@ -492,7 +538,13 @@ fn local_adjustment(work: &mut Scene, v: ViewIdx, threshold: f64) {
     filter_points(work, Some(&points), 2.0 * threshold, 0.0);
 }
 
-pub(crate) fn refine_scene(work: &mut Scene, threshold: f64, report: &mut dyn FnMut(f32)) {
+/// Returns the views whose poses failed verification after the adjustment; they are pending
+/// again, with the reason in their `last_failure`.
+pub(crate) fn refine_scene(
+    work: &mut Scene,
+    threshold: f64,
+    report: &mut dyn FnMut(f32),
+) -> Vec<ViewIdx> {
     let registered: Vec<ViewIdx> = (0..work.views.len() as ViewIdx)
         .filter(|&v| work.view(v).is_some_and(|view| view.is_registered()))
         .collect();
@@ -520,6 +572,19 @@ pub(crate) fn refine_scene(work: &mut Scene, threshold: f64, report: &mut dyn Fn
         filter_points(work, None, 2.0 * threshold, MIN_POINT_ANGLE_DEG);
         report(0.5 * (round + 1) as f32);
     }
+    // A camera the whole model cannot reconcile is taken out rather than reported with a pose
+    // nobody should trust; the starting pair alone has nothing to be checked against.
+    let mut removed = Vec::new();
+    if registered.len() > 2 {
+        for &v in &registered {
+            if let Err(why) = verify_pose(work, v, threshold, 2.0 * threshold) {
+                debug!(view = v, %why, "camera removed after refinement");
+                work.unregister(v, format!("removed after refinement: {why}"));
+                removed.push(v);
+            }
+        }
+    }
+    removed
 }
 
 pub(crate) fn camera_of(view: &View) -> Option<Camera> {

@@ -10,7 +10,7 @@ use crate::estimators::homography_inliers;
 use crate::estimators::resect;
 use crate::evaluation::quantile;
 use crate::geometry::Pose;
-use crate::geometry::ray_angle;
+use crate::geometry::{ray_angle, reprojection_error};
 use crate::scene::{PointId, Scene, ViewIdx};
 use crate::triangulate::{Triangulator, triangulate_view};
 
@@ -266,4 +266,49 @@ pub(crate) fn try_register(
         }
     }
     Ok(found.inliers.len())
+}
+
+/// Check a registered view against its own observations after adjustment: enough of them must
+/// reproject within `max_error`, and the typical (median) one within `pixel_threshold`. A pose
+/// that RANSAC accepted but adjustment could not reconcile with the model fails here.
+pub(crate) fn verify_pose(
+    scene: &Scene,
+    v: ViewIdx,
+    pixel_threshold: f64,
+    max_error: f64,
+) -> Result<(), String> {
+    let Some(view) = scene.view(v) else {
+        return Err("unknown view".into());
+    };
+    let Some(pose) = view.pose else {
+        return Err("no pose".into());
+    };
+    let errors: Vec<f64> = view
+        .point_of
+        .iter()
+        .enumerate()
+        .filter_map(|(kp, &p)| {
+            let point = scene.points.get(&p)?;
+            let px = view.features.positions.get(kp)?;
+            Some(reprojection_error(
+                &view.intrinsics,
+                &pose,
+                &point.position,
+                *px,
+            ))
+        })
+        .collect();
+    let good = errors.iter().filter(|&&e| e <= max_error).count();
+    let median = quantile(&errors, 0.5);
+    if good < MIN_REGISTRATION_INLIERS {
+        return Err(format!(
+            "only {good} of its points reproject within {max_error:.1} px after adjustment (need {MIN_REGISTRATION_INLIERS})"
+        ));
+    }
+    if median > pixel_threshold {
+        return Err(format!(
+            "its points reproject {median:.1} px off (median) after adjustment (limit {pixel_threshold:.1})"
+        ));
+    }
+    Ok(())
 }

@@ -243,6 +243,28 @@ impl Scene {
         }
     }
 
+    /// Take view `v`'s pose away: its observations are detached (points left with fewer than
+    /// two views go) and it is pending again with `reason`.
+    pub(crate) fn unregister(&mut self, v: ViewIdx, reason: String) {
+        let observed: Vec<PointId> = self
+            .view(v)
+            .map(|view| {
+                view.point_of
+                    .iter()
+                    .copied()
+                    .filter(|&p| p != NO_POINT)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for p in observed {
+            self.remove_observation(p, v);
+        }
+        if let Some(view) = self.views.get_mut(v as usize) {
+            view.pose = None;
+            view.last_failure = Some(reason);
+        }
+    }
+
     /// Delete a point and release its keypoints.
     pub(crate) fn remove_point(&mut self, p: PointId) {
         if let Some(point) = self.points.remove(&p) {
