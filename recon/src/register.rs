@@ -312,3 +312,103 @@ pub(crate) fn verify_pose(
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use nalgebra::{Rotation3, Vector3};
+
+    use super::verify_pose;
+    use crate::feature::{DESCRIPTOR_LEN, Features};
+    use crate::geometry::{Pose, project};
+    use crate::intrinsics::IntrinsicsSource;
+    use crate::scene::{NO_POINT, Scene, View};
+    use crate::settings::Intrinsics;
+
+    const K: Intrinsics = Intrinsics {
+        fx: 1000.0,
+        fy: 1000.0,
+        cx: 639.5,
+        cy: 479.5,
+    };
+
+    /// Three cameras along x seeing a grid of 48 points, each observed exactly.
+    fn scene() -> Scene {
+        let world: Vec<Vector3<f64>> = (0..48)
+            .map(|i| {
+                let (r, c) = (f64::from(i / 8), f64::from(i % 8));
+                Vector3::new(c - 3.5, r - 2.5, 8.0 + 0.3 * ((i * 7) % 5) as f64)
+            })
+            .collect();
+        let mut scene = Scene::default();
+        for i in 0..3 {
+            let pose = Pose {
+                rotation: Rotation3::identity(),
+                center: Vector3::new(f64::from(i) * 0.5, 0.0, 0.0),
+            };
+            let positions: Vec<[f32; 2]> = world
+                .iter()
+                .map(|x| {
+                    let p = project(&K, &pose, x).expect("in front");
+                    [p.x as f32, p.y as f32]
+                })
+                .collect();
+            let n = positions.len();
+            scene.views.push(View {
+                id: format!("cam{i}"),
+                features: Arc::new(Features {
+                    positions,
+                    scales: vec![1.0; n],
+                    colors: vec![[0, 0, 0]; n],
+                    descriptors: vec![0; n * DESCRIPTOR_LEN],
+                }),
+                width: 1280,
+                height: 960,
+                original_width: 1280,
+                original_height: 960,
+                scale: 1.0,
+                intrinsics: K,
+                intrinsics_source: IntrinsicsSource::Given,
+                pose: Some(pose),
+                point_of: vec![NO_POINT; n],
+                last_failure: None,
+                camera: 0,
+                radial: 0.0,
+            });
+        }
+        for (kp, x) in world.iter().enumerate() {
+            let kp = kp as u32;
+            scene.add_point(*x, &[(0, kp), (1, kp), (2, kp)]);
+        }
+        scene
+    }
+
+    #[test]
+    fn a_pose_its_points_disagree_with_fails_verification_and_is_taken_out() {
+        let mut scene = scene();
+        assert_eq!(verify_pose(&scene, 2, 2.0, 4.0), Ok(()));
+        // Half a degree of yaw is about 9 px at this focal: RANSAC would not have found it,
+        // but an adjustment dragged off by bad matches could leave it there.
+        if let Some(view) = scene.views.get_mut(2) {
+            view.pose = view.pose.map(|p| Pose {
+                rotation: Rotation3::from_euler_angles(0.0, 0.5f64.to_radians(), 0.0) * p.rotation,
+                ..p
+            });
+        }
+        let why = verify_pose(&scene, 2, 2.0, 4.0).expect_err("off by ~9 px");
+        assert!(why.contains("reproject"), "{why}");
+        scene.unregister(2, format!("pose rejected: {why}"));
+        let view = scene.view(2).expect("view kept");
+        assert!(!view.is_registered());
+        assert!(view.point_of.iter().all(|&p| p == NO_POINT));
+        assert!(
+            view.last_failure
+                .as_deref()
+                .is_some_and(|r| r.starts_with("pose rejected"))
+        );
+        // The other two cameras keep every point.
+        assert_eq!(scene.points.len(), 48);
+        assert!(scene.points.values().all(|p| p.observations.len() == 2));
+    }
+}
