@@ -60,7 +60,20 @@ pub struct ExifFacts {
     pub focal_mm: Option<f64>,
     /// 35 mm-equivalent focal length, when recorded.
     pub focal_35mm: Option<f64>,
+    /// EXIF make and model, hashed (FNV-1a over `make`, a NUL, `model`), when either is
+    /// recorded: enough to tell cameras apart without keeping strings.
+    pub camera_hash: Option<u64>,
 }
+
+/// FNV-1a, 64 bit: stable across builds and platforms, unlike `std`'s hasher.
+pub(crate) fn fnv1a(bytes: impl IntoIterator<Item = u8>, seed: u64) -> u64 {
+    bytes.into_iter().fold(seed, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// FNV-1a's offset basis.
+pub(crate) const FNV_OFFSET: u64 = 0xcbf2_9ce4_8422_2325;
 
 /// A decoded photo ready for feature extraction.
 #[derive(Clone, Debug)]
@@ -195,6 +208,21 @@ fn read_exif(bytes: &[u8]) -> ExifFacts {
         && mm < 2000.0
     {
         facts.focal_mm = Some(mm);
+    }
+    let text = |tag| {
+        field(tag).map(|f| match &f.value {
+            exif::Value::Ascii(parts) => parts.iter().flatten().copied().collect::<Vec<u8>>(),
+            _ => Vec::new(),
+        })
+    };
+    let (make, model) = (text(exif::Tag::Make), text(exif::Tag::Model));
+    if make.is_some() || model.is_some() {
+        let bytes = make
+            .unwrap_or_default()
+            .into_iter()
+            .chain([0])
+            .chain(model.unwrap_or_default());
+        facts.camera_hash = Some(fnv1a(bytes, FNV_OFFSET));
     }
     facts
 }

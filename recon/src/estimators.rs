@@ -1,10 +1,12 @@
-//! Robust model fitting on matches: essential matrix for two views, P3P for registration.
+//! Robust model fitting on matches: essential matrix (and a homography to judge parallax) for
+//! two views, P3P for registration.
 //! The RANSAC loops are openMVG's; this module only adapts our data and thresholds.
 
-use nalgebra::{Point3, Vector3};
+use nalgebra::{Point2, Point3, Vector3};
 use openmvg_core::{AngularThreshold, NormalizedImageThreshold, PixelThreshold};
-use openmvg_geometry::correspondence::BearingCorrespondence;
+use openmvg_geometry::correspondence::{BearingCorrespondence, PixelCorrespondence};
 use openmvg_geometry::essential::estimate_essential;
+use openmvg_geometry::homography::estimate_homography;
 use openmvg_geometry::pose::{
     AbsolutePoseOptions, BearingToPoint, PoseRefinement, estimate_absolute_pose,
 };
@@ -122,4 +124,35 @@ pub fn resect(
         .filter_map(|&i| index.get(i).copied())
         .collect();
     Some(Resection { pose, inliers })
+}
+
+/// How many of the matches one homography explains. A homography explains every match of a
+/// pair without parallax (pure rotation, or a distant or planar scene seen from nearly one
+/// place), so its share of the essential matrix's inliers measures how little depth the pair
+/// can recover.
+pub fn homography_inliers(
+    a: &Features,
+    b: &Features,
+    matches: &[(u32, u32)],
+    pixel_threshold: f64,
+) -> usize {
+    let data: Vec<PixelCorrespondence> = matches
+        .iter()
+        .filter_map(|&(ia, ib)| {
+            let pa = a.positions.get(ia as usize)?;
+            let pb = b.positions.get(ib as usize)?;
+            Some(PixelCorrespondence::new(
+                Point2::new(f64::from(pa[0]), f64::from(pa[1])),
+                Point2::new(f64::from(pb[0]), f64::from(pb[1])),
+            ))
+        })
+        .collect();
+    if data.len() < 4 {
+        return 0;
+    }
+    let Ok(threshold) = PixelThreshold::try_new(pixel_threshold) else {
+        return 0;
+    };
+    estimate_homography(&data, threshold, &RobustOptions::default())
+        .map_or(0, |e| e.inliers().len())
 }

@@ -98,9 +98,12 @@ pub struct PoseErrors {
     pub mean_rotation_deg: f64,
     /// Largest rotation error, degrees.
     pub max_rotation_deg: f64,
-    /// Whether the truth's rotations matched only after transposing them (see
-    /// [`compare_with_truth`]).
-    pub truth_rotation_transposed: bool,
+    /// Median over every pair of compared cameras of the angle between the estimated and the
+    /// true relative rotation `R_b R_a^T`, degrees. Needs no alignment, so a centre-only
+    /// alignment of cameras near a line or plane cannot tilt it.
+    pub pairwise_rotation_median_deg: f64,
+    /// 90th percentile of the same pairwise errors, degrees.
+    pub pairwise_rotation_p90_deg: f64,
 }
 
 fn rotation(m: &[[f64; 3]; 3]) -> Rotation3<f64> {
@@ -109,30 +112,9 @@ fn rotation(m: &[[f64; 3]; 3]) -> Rotation3<f64> {
 }
 
 /// Align estimated centres to true ones (Umeyama, with scale) and measure the errors. Cameras
-/// are paired by image name; `None` when fewer than three pair up or the fit fails.
-///
-/// The shared Strecha `ground_truth.json` files label their rotations world-to-camera, but the
-/// photos' own epipolar geometry agrees with their transposes (the original Strecha files store
-/// camera-to-world rotations). Both readings are scored and the better one is reported, with
-/// [`PoseErrors::truth_rotation_transposed`] saying which, so a mislabelled file cannot hide
-/// a real rotation error nor invent one.
+/// are paired by image name; `None` when fewer than three pair up or the fit fails. The truth's
+/// `R_world_to_camera` is read as written (the shared files were corrected on 2026-12-03).
 pub fn compare_with_truth(estimated: &[Camera], truth: &[TrueCamera]) -> Option<PoseErrors> {
-    let as_given = compare_oriented(estimated, truth, false)?;
-    let transposed = compare_oriented(estimated, truth, true)?;
-    Some(
-        if transposed.mean_rotation_deg < as_given.mean_rotation_deg {
-            transposed
-        } else {
-            as_given
-        },
-    )
-}
-
-fn compare_oriented(
-    estimated: &[Camera],
-    truth: &[TrueCamera],
-    transpose: bool,
-) -> Option<PoseErrors> {
     let pairs: Vec<(&Camera, &TrueCamera)> = estimated
         .iter()
         .filter_map(|e| truth.iter().find(|t| t.image == e.image).map(|t| (e, t)))
@@ -148,7 +130,6 @@ fn compare_oriented(
     let align_rot = sim.isometry.rotation.to_rotation_matrix();
     let mut errors = PoseErrors {
         compared: pairs.len(),
-        truth_rotation_transposed: transpose,
         ..PoseErrors::default()
     };
     for (e, t) in &pairs {
@@ -156,11 +137,7 @@ fn compare_oriented(
         let dp = (c.coords - Vector3::from(t.center)).norm();
         // A world point X_true = s R X_est + t, so R_est_aligned = R_est * R^T.
         let r_est = rotation(&e.rotation) * align_rot.inverse();
-        let r_true = if transpose {
-            rotation(&t.rotation).inverse()
-        } else {
-            rotation(&t.rotation)
-        };
+        let r_true = rotation(&t.rotation);
         let dr = crate::geometry::rotation_angle_deg(&(r_est.inverse() * r_true));
         errors.mean_position += dp;
         errors.mean_rotation_deg += dr;
@@ -169,7 +146,34 @@ fn compare_oriented(
     }
     errors.mean_position /= pairs.len() as f64;
     errors.mean_rotation_deg /= pairs.len() as f64;
+    let pairwise = pairwise_rotation_errors(&pairs);
+    errors.pairwise_rotation_median_deg = quantile(&pairwise, 0.5);
+    errors.pairwise_rotation_p90_deg = quantile(&pairwise, 0.9);
     Some(errors)
+}
+
+/// Angle between estimated and true `R_b R_a^T` for every pair, degrees.
+fn pairwise_rotation_errors(pairs: &[(&Camera, &TrueCamera)]) -> Vec<f64> {
+    let mut out = Vec::new();
+    for (i, (ea, ta)) in pairs.iter().enumerate() {
+        for (eb, tb) in pairs.iter().skip(i + 1) {
+            let est = rotation(&eb.rotation) * rotation(&ea.rotation).inverse();
+            let tru = rotation(&tb.rotation) * rotation(&ta.rotation).inverse();
+            out.push(crate::geometry::rotation_angle_deg(&(est.inverse() * tru)));
+        }
+    }
+    out
+}
+
+/// The `q` quantile (nearest rank) of `values`; 0 when empty.
+pub fn quantile(values: &[f64], q: f64) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return 0.0;
+    }
+    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
+    v.get(rank - 1).copied().unwrap_or(0.0)
 }
 
 /// The shared datasets folder: `VESTIGE_DATASETS` when set, else `../shared/datasets` relative to
@@ -238,4 +242,68 @@ pub fn shuffled_order(n: usize, seed: u64) -> Vec<usize> {
         order.swap(i, j);
     }
     order
+}
+
+/// The EXIF GPS fix of a photo as (latitude, longitude) in degrees, when it has one.
+pub fn exif_gps(bytes: &[u8]) -> Option<[f64; 2]> {
+    let exif = exif::Reader::new()
+        .read_from_container(&mut std::io::Cursor::new(bytes))
+        .ok()?;
+    let angle = |tag, negative: u8, reference| {
+        let exif::Value::Rational(v) = &exif.get_field(tag, exif::In::PRIMARY)?.value else {
+            return None;
+        };
+        let [d, m, s] = [v.first()?, v.get(1)?, v.get(2)?].map(|r| r.to_f64());
+        let sign = match &exif.get_field(reference, exif::In::PRIMARY)?.value {
+            exif::Value::Ascii(parts) if parts.first()?.first() == Some(&negative) => -1.0,
+            _ => 1.0,
+        };
+        Some(sign * (d + m / 60.0 + s / 3600.0)).filter(|a: &f64| a.is_finite())
+    };
+    Some([
+        angle(exif::Tag::GPSLatitude, b'S', exif::Tag::GPSLatitudeRef)?,
+        angle(exif::Tag::GPSLongitude, b'W', exif::Tag::GPSLongitudeRef)?,
+    ])
+}
+
+/// How well the camera centres follow the photos' GPS track: centres aligned to the fixes (as
+/// flat local metres; a street's height change is below GPS noise) by a similarity, then the
+/// mean and largest horizontal distance, metres. `None` with fewer than three fixes paired by
+/// image name, or when the fit fails. Phone GPS is good to about 5 m, so this catches a
+/// wrongly placed or folded trajectory, not centimetre errors.
+pub fn compare_with_gps(estimated: &[Camera], fixes: &[(String, [f64; 2])]) -> Option<[f64; 2]> {
+    let (lat0, lon0) = fixes.first().map(|(_, f)| (f[0], f[1]))?;
+    // Equirectangular metres: exact enough over a few hundred metres.
+    const EARTH_RADIUS_M: f64 = 6_371_000.0;
+    let local = |f: &[f64; 2]| {
+        Point3::new(
+            (f[1] - lon0).to_radians() * EARTH_RADIUS_M * lat0.to_radians().cos(),
+            (f[0] - lat0).to_radians() * EARTH_RADIUS_M,
+            0.0,
+        )
+    };
+    let pairs: Vec<(Point3<f64>, Point3<f64>)> = estimated
+        .iter()
+        .filter_map(|e| {
+            let (_, f) = fixes.iter().find(|(name, _)| *name == e.image)?;
+            Some((Point3::from(e.center), local(f)))
+        })
+        .collect();
+    if pairs.len() < 3 {
+        return None;
+    }
+    let corr: Vec<Point3Correspondence> = pairs
+        .iter()
+        .map(|(e, g)| Point3Correspondence::new(*e, *g))
+        .collect();
+    let sim = fit_alignment(&corr, None, AlignmentScale::Estimated).ok()?;
+    let errors: Vec<f64> = pairs
+        .iter()
+        .map(|(e, g)| {
+            let a = sim.transform_point(e);
+            (a.x - g.x).hypot(a.y - g.y)
+        })
+        .collect();
+    let mean = errors.iter().sum::<f64>() / errors.len() as f64;
+    Some([mean, errors.iter().copied().fold(0.0, f64::max)])
 }

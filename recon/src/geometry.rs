@@ -111,3 +111,32 @@ pub fn rotation_angle_deg(r: &Rotation3<f64>) -> f64 {
         .angle()
         .to_degrees()
 }
+
+/// Where a pinhole pixel lands through radial distortion `k1` (on normalized coordinates,
+/// factor `1 + k1 r²`, the convention of openMVG and COLMAP).
+pub fn distort_pixel(k: &Intrinsics, k1: f64, pixel: [f32; 2]) -> [f32; 2] {
+    let x = (f64::from(pixel[0]) - k.cx) / k.fx;
+    let y = (f64::from(pixel[1]) - k.cy) / k.fy;
+    let f = 1.0 + k1 * (x * x + y * y);
+    [(k.fx * x * f + k.cx) as f32, (k.fy * y * f + k.cy) as f32]
+}
+
+/// The pinhole pixel that radial distortion `k1` sends to `pixel`: the inverse of
+/// [`distort_pixel`], by fixed-point iteration (it converges for the mild distortion of
+/// ordinary lenses; the photo is returned unchanged if it does not).
+pub fn undistort_pixel(k: &Intrinsics, k1: f64, pixel: [f32; 2]) -> [f32; 2] {
+    let xd = (f64::from(pixel[0]) - k.cx) / k.fx;
+    let yd = (f64::from(pixel[1]) - k.cy) / k.fy;
+    let (mut x, mut y) = (xd, yd);
+    for _ in 0..20 {
+        let f = 1.0 + k1 * (x * x + y * y);
+        if f.abs() < 1e-6 {
+            return pixel;
+        }
+        (x, y) = (xd / f, yd / f);
+    }
+    if !(x.is_finite() && y.is_finite()) {
+        return pixel;
+    }
+    [(k.fx * x + k.cx) as f32, (k.fy * y + k.cy) as f32]
+}

@@ -17,11 +17,14 @@
 //!   FnMut(Stage, f32), cancel: &CancelToken) -> Result<AddOutcome, ReconError>`: the photo is
 //!   either [`PhotoStatus::Registered`] (camera and new points) or
 //!   [`PhotoStatus::NotRegistered`] (kept, retried automatically); `also_registered` lists
-//!   pending photos that it unlocked, `model` is set when the periodic refinement ran, `timings`
-//!   gives seconds per [`Stage`].
+//!   pending photos that it unlocked, `unregistered` lists photos registered earlier whose
+//!   cameras the refinement in this call found inconsistent and removed (pending again, with a
+//!   reason), `model` is set when the periodic refinement ran, `timings` gives seconds per
+//!   [`Stage`].
 //! - [`Reconstruction::refine`]`(&mut self, progress, cancel) -> Result<Model, ReconError>`,
 //!   [`Reconstruction::model`]`(&self) -> Model`, [`Reconstruction::remove_photo`]`(id)` for a
-//!   pending photo, [`Reconstruction::is_registered`]`(id)`.
+//!   pending photo, [`Reconstruction::is_registered`]`(id)`,
+//!   [`Reconstruction::pending_reason`]`(id)`.
 //! - [`Reconstruction::save`]`(&self, path)` / [`Reconstruction::load`]`(path)` (versioned binary
 //!   format, [`persist::STATE_VERSION`]); also `to_bytes`/`from_bytes`.
 //! - [`export::ply_bytes`], [`export::write_ply`], [`export::read_ply`],
@@ -42,10 +45,26 @@
 //! # Intrinsics
 //!
 //! [`Settings::intrinsics`] (K at the original resolution, after EXIF orientation, scaled to the
-//! processing size) is held fixed. Without it, the EXIF 35 mm-equivalent focal length is used,
-//! else [`intrinsics::PRIOR_FOCAL_FACTOR`] times the longer side; both are refined per photo by
-//! global adjustment. A plain EXIF focal length in millimetres is read but not used, since the
-//! sensor width is unknown.
+//! processing size) is held fixed. Without it, the EXIF 35 mm-equivalent focal length is used
+//! (scaled by the decoded image's diagonal, never by EXIF's stated pixel size), else
+//! [`intrinsics::PRIOR_FOCAL_FACTOR`] times the longer side. Photos from one camera (same EXIF
+//! make, model, focal lengths and decoded size; [`intrinsics::camera_key`]) share one focal
+//! length and one radial distortion k1, refined jointly by global adjustment; the solver moves
+//! them only when the observations constrain them. Keypoints are kept undistorted with the
+//! current k1, so everything but the adjustment works with a pinhole camera; [`Camera`]
+//! gives that pinhole K, and the k1 is in [`scene::View::radial`]. A plain EXIF focal length in
+//! millimetres is read but not used, since the sensor width is unknown. Photos with given
+//! intrinsics, or from cameras EXIF does not identify, keep their own focal and no distortion.
+//!
+//! # Registration
+//!
+//! The model starts from the pair best for geometry among the best connected ones (points
+//! triangulated, median triangulation angle, share a homography explains). A later photo is
+//! registered on geometric evidence: enough PnP inliers, and when they are few, a fair share
+//! of its 2D-3D matches spread over the image; after local adjustment its observations must
+//! still reproject well, or the registration is undone. After each global refinement every
+//! camera is checked the same way and removed when it fails. Pending photos are retried after
+//! every registration and refinement.
 //!
 //! # Modules
 //!
@@ -76,7 +95,7 @@ pub mod settings;
 pub mod triangulate;
 
 pub use error::ReconError;
-pub use model::{AddOutcome, Camera, Model, PhotoStatus, Point, RegisteredPhoto};
+pub use model::{AddOutcome, Camera, Model, PhotoStatus, Point, RegisteredPhoto, Unregistered};
 pub use progress::{CancelToken, Stage, StageTimings};
 pub use reconstruction::Reconstruction;
 pub use settings::{Intrinsics, Settings};

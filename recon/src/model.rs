@@ -71,6 +71,15 @@ pub enum PhotoStatus {
     },
 }
 
+/// A photo whose camera was taken out of the model.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Unregistered {
+    /// The photo's id.
+    pub id: String,
+    /// Why its camera was removed.
+    pub reason: String,
+}
+
 /// The result of adding one photo.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct AddOutcome {
@@ -80,6 +89,11 @@ pub struct AddOutcome {
     pub status: PhotoStatus,
     /// Previously pending photos that this photo allowed to register, in registration order.
     pub also_registered: Vec<RegisteredPhoto>,
+    /// Photos reported registered by earlier calls whose cameras the refinement in this call
+    /// found inconsistent and removed; they are pending again and retried like any other.
+    /// Absent in outcomes serialized before this field existed.
+    #[serde(default)]
+    pub unregistered: Vec<Unregistered>,
     /// The whole model when a global refinement ran during this call.
     pub model: Option<Model>,
     /// Seconds per stage for this call.

@@ -13,14 +13,25 @@ use crate::scene::Scene;
 use crate::settings::Settings;
 
 const MAGIC: &[u8; 8] = b"VSTRECON";
-/// Version of the saved-state format written by this build.
-pub const STATE_VERSION: u32 = 1;
+/// Version of the saved-state format written by this build. Version 2 appends each view's
+/// camera group and radial distortion ([`crate::scene::View::camera`], `radial`); version 1
+/// states still load, with every view keeping distortion-free intrinsics of its own as then.
+pub const STATE_VERSION: u32 = 2;
 
-#[derive(Serialize, Deserialize)]
+/// The version 1 layout, which version 2 extends at the end.
+#[derive(Deserialize)]
+struct StateV1 {
+    settings: Settings,
+    photos_added: u64,
+    scene: Scene,
+}
+
+#[derive(Deserialize)]
 struct State {
     settings: Settings,
     photos_added: u64,
     scene: Scene,
+    cameras: Vec<(u64, f64)>,
 }
 
 impl Reconstruction {
@@ -30,6 +41,12 @@ impl Reconstruction {
             settings: &self.settings,
             photos_added: self.photos_added,
             scene: &self.scene,
+            cameras: self
+                .scene
+                .views
+                .iter()
+                .map(|v| (v.camera, v.radial))
+                .collect(),
         };
         let body =
             postcard::to_stdvec(&state).map_err(|e| ReconError::CorruptState(e.to_string()))?;
@@ -49,14 +66,39 @@ impl Reconstruction {
             .split_first_chunk::<4>()
             .ok_or_else(|| ReconError::CorruptState("truncated header".into()))?;
         let found = u32::from_le_bytes(*version);
-        if found != STATE_VERSION {
-            return Err(ReconError::StateVersion {
-                found,
-                expected: STATE_VERSION,
-            });
+        let corrupt = |e: postcard::Error| ReconError::CorruptState(e.to_string());
+        let state = match found {
+            1 => {
+                let old: StateV1 = postcard::from_bytes(body).map_err(corrupt)?;
+                let cameras = vec![(0, 0.0); old.scene.views.len()];
+                State {
+                    settings: old.settings,
+                    photos_added: old.photos_added,
+                    scene: old.scene,
+                    cameras,
+                }
+            }
+            STATE_VERSION => postcard::from_bytes(body).map_err(corrupt)?,
+            _ => {
+                return Err(ReconError::StateVersion {
+                    found,
+                    expected: STATE_VERSION,
+                });
+            }
+        };
+        if state.cameras.len() != state.scene.views.len() {
+            return Err(ReconError::CorruptState(
+                "camera groups disagree with the views".into(),
+            ));
         }
-        let state: State =
-            postcard::from_bytes(body).map_err(|e| ReconError::CorruptState(e.to_string()))?;
+        let mut state = state;
+        for (view, &(camera, radial)) in state.scene.views.iter_mut().zip(&state.cameras) {
+            if !radial.is_finite() {
+                return Err(ReconError::CorruptState("non-finite distortion".into()));
+            }
+            view.camera = camera;
+            view.radial = radial;
+        }
         check(&state.scene)?;
         Reconstruction::from_parts(state.settings, state.scene, state.photos_added)
     }
@@ -81,6 +123,7 @@ struct StateRef<'a> {
     settings: &'a Settings,
     photos_added: u64,
     scene: &'a Scene,
+    cameras: Vec<(u64, f64)>,
 }
 
 /// Reject states whose cross references would make later indexing go out of range.

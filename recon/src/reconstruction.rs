@@ -13,9 +13,9 @@ use crate::estimators::verify_pair;
 use crate::feature::extract;
 use crate::intrinsics;
 use crate::matching::{MatchIndex, match_pair, overlap_score};
-use crate::model::{AddOutcome, Camera, Model, PhotoStatus, Point, RegisteredPhoto};
+use crate::model::{AddOutcome, Camera, Model, PhotoStatus, Point, RegisteredPhoto, Unregistered};
 use crate::progress::{CancelToken, Stage, StageRunner, StageTimings};
-use crate::register::{try_initialize, try_register};
+use crate::register::{try_initialize, try_register, verify_pose};
 use crate::scene::{Pair, PointId, Scene, View, ViewIdx};
 use crate::settings::Settings;
 use crate::triangulate::{Triangulator, complete_and_merge, filter_points, triangulate_view};
@@ -27,7 +27,7 @@ const LOCAL_NEIGHBOURS: usize = 5;
 /// Descriptors sampled per photo to rank candidates before full matching.
 const OVERLAP_SAMPLE: usize = 600;
 /// Smallest widest-ray angle a point must keep through refinement.
-const MIN_POINT_ANGLE_DEG: f64 = 1.0;
+const MIN_POINT_ANGLE_DEG: f64 = 0.75;
 
 /// One room's reconstruction. Not internally synchronised: the server holds it behind a Mutex.
 #[derive(Debug)]
@@ -129,6 +129,7 @@ impl Reconstruction {
             extract(&decoded.rgb, settings.max_features as usize)
         })?;
         let (k, source) = intrinsics::resolve(settings.intrinsics.as_ref(), &decoded);
+        let camera = intrinsics::camera_key(source, &decoded);
         debug!(keypoints = features.len(), ?source, "features extracted");
         let new_index = MatchIndex::build(&features).map(Arc::new);
         let mut work = self.scene.clone();
@@ -147,6 +148,8 @@ impl Reconstruction {
             pose: None,
             point_of: vec![crate::scene::NO_POINT; point_count],
             last_failure: None,
+            camera,
+            radial: 0.0,
         });
         drop(decoded);
 
@@ -170,52 +173,33 @@ impl Reconstruction {
         })?;
 
         let mut created: Vec<(ViewIdx, std::ops::Range<PointId>)> = Vec::new();
+        // The new photo first, then the pending ones in the order they came.
         let mut pending_order: Vec<ViewIdx> = vec![v];
         pending_order
             .extend((0..v).filter(|&u| work.view(u).is_some_and(|view| !view.is_registered())));
-        // Keep registering until a full pass adds nobody: each success can connect others.
-        loop {
-            let mut progressed = false;
-            for &u in &pending_order {
-                if work.view(u).is_some_and(|view| view.is_registered()) {
-                    continue;
-                }
-                let retry_id = work.view(u).map(|view| view.id.clone()).unwrap_or_default();
-                let retry_span = info_span!("register", photo_id = %retry_id, retry = u != v);
-                let _retry = retry_span.enter();
-                let before = work.next_point;
-                let newly =
-                    runner.run(Stage::Registration, |_| Ok(self.register_one(&mut work, u)))?;
-                for (i, w) in newly.into_iter().enumerate() {
-                    // The initial pair's points are created during registration; credit them to
-                    // the first view of the pair.
-                    let start = if i == 0 { before } else { work.next_point };
-                    runner.run(Stage::Triangulation, |_| {
-                        let tri = Triangulator::new(&work, 2.0 * settings.pixel_threshold);
-                        triangulate_view(&mut work, w, &tri);
-                        Ok(())
-                    })?;
-                    runner.run(Stage::LocalAdjustment, |_| {
-                        local_adjustment(&mut work, w, settings.pixel_threshold);
-                        Ok(())
-                    })?;
-                    created.push((w, start..work.next_point));
-                    progressed = true;
-                }
-            }
-            if !progressed {
-                break;
-            }
-        }
+        self.register_pending(&mut work, &pending_order, &mut runner, &mut created)?;
 
         let mut model = None;
         let due = settings.refine_every > 0
             && (self.photos_added + 1).is_multiple_of(u64::from(settings.refine_every));
+        let mut removed: Vec<ViewIdx> = Vec::new();
         if due && work.registered_count() >= 2 {
             runner.run(Stage::Refinement, |report| {
-                refine_scene(&mut work, settings.pixel_threshold, report);
+                removed.extend(refine_scene(&mut work, settings.pixel_threshold, report));
                 Ok(())
             })?;
+            // Refined poses and longer tracks can give pending photos the matches they lacked.
+            let before = created.len();
+            let retry: Vec<ViewIdx> = (0..work.views.len() as ViewIdx)
+                .filter(|&u| work.view(u).is_some_and(|view| !view.is_registered()))
+                .collect();
+            self.register_pending(&mut work, &retry, &mut runner, &mut created)?;
+            if created.len() > before {
+                runner.run(Stage::Refinement, |report| {
+                    removed.extend(refine_scene(&mut work, settings.pixel_threshold, report));
+                    Ok(())
+                })?;
+            }
             model = Some(model_of(&work));
         }
 
@@ -258,13 +242,87 @@ impl Reconstruction {
             PhotoStatus::Registered(p) => info!(new_points = p.new_points.len(), "registered"),
             PhotoStatus::NotRegistered { reason } => info!(%reason, "not registered"),
         }
+        // Only photos reported registered before this call and pending now: one registered
+        // and removed within the call was never announced.
+        let mut unregistered: Vec<Unregistered> = Vec::new();
+        for u in removed {
+            let Some(view) = self.scene.view(u) else {
+                continue;
+            };
+            let fresh = created.iter().any(|(w, _)| *w == u);
+            if view.is_registered() || fresh || unregistered.iter().any(|x| x.id == view.id) {
+                continue;
+            }
+            unregistered.push(Unregistered {
+                id: view.id.clone(),
+                reason: view.last_failure.clone().unwrap_or_default(),
+            });
+        }
         Ok(AddOutcome {
             id: id.to_string(),
             status,
             also_registered,
+            unregistered,
             model,
             timings: runner.timings,
         })
+    }
+
+    /// Try to register each of `order` that is still pending, again and again until a full pass
+    /// adds nobody: each success can connect others. Every newly registered view gets its
+    /// points and a local adjustment, and is appended to `created` with the point ids it made.
+    fn register_pending(
+        &self,
+        work: &mut Scene,
+        order: &[ViewIdx],
+        runner: &mut StageRunner<'_>,
+        created: &mut Vec<(ViewIdx, std::ops::Range<PointId>)>,
+    ) -> Result<(), ReconError> {
+        let threshold = self.settings.pixel_threshold;
+        let mut start_failed = false;
+        loop {
+            let mut progressed = false;
+            for &u in order {
+                if work.view(u).is_none_or(|view| view.is_registered()) {
+                    continue;
+                }
+                let retry_id = work.view(u).map(|view| view.id.clone()).unwrap_or_default();
+                let retry_span = info_span!("register", photo_id = %retry_id);
+                let _retry = retry_span.enter();
+                let before = work.next_point;
+                let newly = runner.run(Stage::Registration, |_| {
+                    Ok(self.register_one(work, u, &mut start_failed))
+                })?;
+                let from_start = newly.len() == 2;
+                for (i, w) in newly.into_iter().enumerate() {
+                    // The initial pair's points are created during registration; credit them to
+                    // the first view of the pair.
+                    let start = if i == 0 { before } else { work.next_point };
+                    runner.run(Stage::Triangulation, |_| {
+                        let tri = Triangulator::new(work, 2.0 * threshold);
+                        triangulate_view(work, w, &tri);
+                        Ok(())
+                    })?;
+                    runner.run(Stage::LocalAdjustment, |_| {
+                        local_adjustment(work, w, threshold);
+                        Ok(())
+                    })?;
+                    // The starting pair defines the model, so only later photos are checked.
+                    if !from_start
+                        && let Err(why) = verify_pose(work, w, threshold, 2.0 * threshold)
+                    {
+                        debug!(%why, "registration undone");
+                        work.unregister(w, format!("pose rejected: {why}"));
+                        continue;
+                    }
+                    created.push((w, start..work.next_point));
+                    progressed = true;
+                }
+            }
+            if !progressed {
+                return Ok(());
+            }
+        }
     }
 
     /// Which existing views the new view `v` is fully matched against: all of them while few,
@@ -297,11 +355,16 @@ impl Reconstruction {
     }
 
     /// Try to give `u` a pose; the first two views come together from the initial pair.
-    fn register_one(&self, work: &mut Scene, u: ViewIdx) -> Vec<ViewIdx> {
+    /// `start_failed` remembers, within one call, that no pair could start the model: the
+    /// answer is the same for every pending photo until something registers.
+    fn register_one(&self, work: &mut Scene, u: ViewIdx, start_failed: &mut bool) -> Vec<ViewIdx> {
         let threshold = self.settings.pixel_threshold;
         if work.registered_count() == 0 {
-            if let Some((a, b)) = try_initialize(work, 2.0 * threshold, threshold) {
-                return vec![a, b];
+            if !*start_failed {
+                if let Some((a, b)) = try_initialize(work, 2.0 * threshold, threshold) {
+                    return vec![a, b];
+                }
+                *start_failed = true;
             }
             let reason = if work.pairs.is_empty() {
                 "waiting for an overlapping photo to start the model"
@@ -334,10 +397,24 @@ impl Reconstruction {
         let mut runner = StageRunner::new(progress, cancel);
         let mut work = self.scene.clone();
         let threshold = self.settings.pixel_threshold;
+        // Cameras removed here show up in the model's `pending`, with the reason in
+        // `pending_reason`.
         runner.run(Stage::Refinement, |report| {
             refine_scene(&mut work, threshold, report);
             Ok(())
         })?;
+        // Refined poses can unlock pending photos; those that register are refined with the rest.
+        let pending: Vec<ViewIdx> = (0..work.views.len() as ViewIdx)
+            .filter(|&u| work.view(u).is_some_and(|view| !view.is_registered()))
+            .collect();
+        let mut created = Vec::new();
+        self.register_pending(&mut work, &pending, &mut runner, &mut created)?;
+        if !created.is_empty() {
+            runner.run(Stage::Refinement, |report| {
+                refine_scene(&mut work, threshold, report);
+                Ok(())
+            })?;
+        }
         self.scene = work;
         Ok(self.model())
     }
@@ -374,6 +451,20 @@ impl Reconstruction {
             self.indices.remove(v as usize);
         }
         Ok(())
+    }
+
+    /// Why a pending photo has no pose (the last registration attempt's reason, or why its
+    /// camera was removed); `None` when registered or unknown.
+    pub fn pending_reason(&self, id: &str) -> Option<String> {
+        let view = self.scene.find(id).and_then(|v| self.scene.view(v))?;
+        if view.is_registered() {
+            return None;
+        }
+        Some(
+            view.last_failure
+                .clone()
+                .unwrap_or_else(|| "not registered".to_string()),
+        )
     }
 
     /// Status of a photo: `Some(true)` registered, `Some(false)` pending, `None` unknown.
@@ -447,7 +538,13 @@ fn local_adjustment(work: &mut Scene, v: ViewIdx, threshold: f64) {
     filter_points(work, Some(&points), 2.0 * threshold, 0.0);
 }
 
-pub(crate) fn refine_scene(work: &mut Scene, threshold: f64, report: &mut dyn FnMut(f32)) {
+/// Returns the views whose poses failed verification after the adjustment; they are pending
+/// again, with the reason in their `last_failure`.
+pub(crate) fn refine_scene(
+    work: &mut Scene,
+    threshold: f64,
+    report: &mut dyn FnMut(f32),
+) -> Vec<ViewIdx> {
     let registered: Vec<ViewIdx> = (0..work.views.len() as ViewIdx)
         .filter(|&v| work.view(v).is_some_and(|view| view.is_registered()))
         .collect();
@@ -475,6 +572,19 @@ pub(crate) fn refine_scene(work: &mut Scene, threshold: f64, report: &mut dyn Fn
         filter_points(work, None, 2.0 * threshold, MIN_POINT_ANGLE_DEG);
         report(0.5 * (round + 1) as f32);
     }
+    // A camera the whole model cannot reconcile is taken out rather than reported with a pose
+    // nobody should trust; the starting pair alone has nothing to be checked against.
+    let mut removed = Vec::new();
+    if registered.len() > 2 {
+        for &v in &registered {
+            if let Err(why) = verify_pose(work, v, threshold, 2.0 * threshold) {
+                debug!(view = v, %why, "camera removed after refinement");
+                work.unregister(v, format!("removed after refinement: {why}"));
+                removed.push(v);
+            }
+        }
+    }
+    removed
 }
 
 pub(crate) fn camera_of(view: &View) -> Option<Camera> {

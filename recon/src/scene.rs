@@ -45,6 +45,16 @@ pub struct View {
     pub point_of: Vec<PointId>,
     /// Registration attempts that failed, reported back as the reason.
     pub last_failure: Option<String>,
+    /// Which physical camera took the photo (see [`crate::intrinsics::camera_key`]): views with
+    /// the same non-zero key share one set of intrinsics in global adjustment. Zero means the
+    /// view has intrinsics of its own. Saved after the scene (state version 2), not with it.
+    #[serde(skip)]
+    pub camera: u64,
+    /// Radial distortion k1 (normalized coordinates) of the camera group, estimated by global
+    /// adjustment; 0 until then. The keypoint positions in `features` are kept undistorted
+    /// with it, so everything but the adjustment sees a pinhole camera. Saved with `camera`.
+    #[serde(skip)]
+    pub radial: f64,
 }
 
 impl View {
@@ -230,6 +240,28 @@ impl Scene {
         }
         if point.observations.len() < 2 {
             self.remove_point(p);
+        }
+    }
+
+    /// Take view `v`'s pose away: its observations are detached (points left with fewer than
+    /// two views go) and it is pending again with `reason`.
+    pub(crate) fn unregister(&mut self, v: ViewIdx, reason: String) {
+        let observed: Vec<PointId> = self
+            .view(v)
+            .map(|view| {
+                view.point_of
+                    .iter()
+                    .copied()
+                    .filter(|&p| p != NO_POINT)
+                    .collect()
+            })
+            .unwrap_or_default();
+        for p in observed {
+            self.remove_observation(p, v);
+        }
+        if let Some(view) = self.views.get_mut(v as usize) {
+            view.pose = None;
+            view.last_failure = Some(reason);
         }
     }
 

@@ -12,7 +12,7 @@ use crate::geometry::{k_matrix, ray_angle, reprojection_error};
 use crate::scene::{PointId, Scene, ViewIdx};
 
 /// Smallest angle between two rays of a new point. Narrower rays leave its depth unconstrained.
-pub const MIN_TRIANGULATION_ANGLE_DEG: f64 = 1.5;
+pub const MIN_TRIANGULATION_ANGLE_DEG: f64 = 1.0;
 
 /// The registered cameras in the form openMVG's triangulation takes, built once per batch.
 pub struct Triangulator {

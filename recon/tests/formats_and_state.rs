@@ -115,9 +115,16 @@ fn damaged_or_foreign_state_is_refused_with_a_typed_error() {
         Reconstruction::from_bytes(&other_version),
         Err(ReconError::StateVersion {
             found: 99,
-            expected: 1
+            expected: recon::persist::STATE_VERSION
         })
     ));
+    // Version 1 had no camera groups after the scene; with no views, version 2 adds only the
+    // empty list's length byte, so dropping it gives a version 1 state, which still loads.
+    let mut v1 = bytes[..bytes.len() - 1].to_vec();
+    v1[8..12].copy_from_slice(&1u32.to_le_bytes());
+    let old = Reconstruction::from_bytes(&v1).expect("version 1 state loads");
+    assert_eq!(old.settings().refine_every, 3);
+    assert_eq!(old.to_bytes().expect("saves"), bytes);
     for cut in [0, 5, 11, bytes.len() - 1] {
         assert!(
             Reconstruction::from_bytes(&bytes[..cut]).is_err(),

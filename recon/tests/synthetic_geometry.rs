@@ -172,6 +172,8 @@ fn synthetic_scene(world: &[Vector3<f64>], cams: &[Pose], noise: f64, rng: &mut 
             pose: Some(*pose),
             point_of: vec![NO_POINT; world.len()],
             last_failure: None,
+            camera: 0,
+            radial: 0.0,
         });
     }
     scene

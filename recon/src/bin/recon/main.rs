@@ -5,16 +5,18 @@
 //! recon reconstruct --images DIR [--intrinsics FILE] [--refine-every N]
 //!                   [--order name|shuffled --seed S] [--max-side PX] --out DIR
 //! recon bench [--datasets DIR] [--sets a,b,...] [--seed S] [--no-colmap] [--no-full] [--no-memory]
+//! recon bench-captures [--datasets DIR] [--seed S]
 //! ```
 
 mod colmap;
+mod log;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
 use recon::evaluation::{
     DatasetIntrinsics, compare_with_truth, datasets_dir, image_files, load_ground_truth,
-    mean_reprojection_error, shuffled_order,
+    mean_reprojection_error, quantile, shuffled_order,
 };
 use recon::export::{camera_records, timings_json, write_colmap_text, write_ply};
 use recon::{CancelToken, PhotoStatus, Reconstruction, Settings, StageTimings};
@@ -22,11 +24,13 @@ use recon::{CancelToken, PhotoStatus, Reconstruction, Settings, StageTimings};
 type Fallible<T> = Result<T, Box<dyn std::error::Error>>;
 
 fn main() {
+    log::init_from_env();
     let args: Vec<String> = std::env::args().skip(1).collect();
     let result = match args.first().map(String::as_str) {
         Some("reconstruct") => reconstruct(&args[1..]).map(|_| ()),
         Some("bench") => bench(&args[1..]),
         Some("bench-one") => bench_one(&args[1..]),
+        Some("bench-captures") => bench_captures(&args[1..]),
         _ => Err(USAGE.into()),
     };
     if let Err(e) = result {
@@ -35,7 +39,7 @@ fn main() {
     }
 }
 
-const USAGE: &str = "usage:\n  recon reconstruct --images DIR [--intrinsics FILE] [--refine-every N] [--order name|shuffled --seed S] [--max-side PX] --out DIR\n  recon bench [--datasets DIR] [--sets a,b] [--seed S] [--no-colmap] [--no-full] [--no-memory]";
+const USAGE: &str = "usage:\n  recon reconstruct --images DIR [--intrinsics FILE] [--refine-every N] [--order name|shuffled --seed S] [--max-side PX] --out DIR\n  recon bench [--datasets DIR] [--sets a,b] [--seed S] [--no-colmap] [--no-full] [--no-memory]\n  recon bench-captures [--datasets DIR] [--seed S]";
 
 fn flag(args: &[String], name: &str) -> Option<String> {
     args.iter()
@@ -192,16 +196,6 @@ fn reconstruct(args: &[String]) -> Fallible<RunSummary> {
     Ok(summary)
 }
 
-fn percentile(values: &[f64], q: f64) -> f64 {
-    let mut v = values.to_vec();
-    v.sort_by(f64::total_cmp);
-    if v.is_empty() {
-        return 0.0;
-    }
-    let rank = ((q * v.len() as f64).ceil() as usize).clamp(1, v.len());
-    v.get(rank - 1).copied().unwrap_or(0.0)
-}
-
 fn peak_rss_mib() -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
@@ -234,8 +228,17 @@ fn bench_one(args: &[String]) -> Fallible<()> {
         files.truncate(n.parse()?);
     }
     let files = ordered(files, &order, seed)?;
+    let fixes: Vec<(String, [f64; 2])> = files
+        .iter()
+        .filter_map(|f| {
+            let name = f.file_name()?.to_str()?.to_string();
+            let gps = recon::evaluation::exif_gps(&std::fs::read(f).ok()?)?;
+            Some((name, gps))
+        })
+        .collect();
     let (summary, _) = run_photos(&files, settings, false)?;
     let model = summary.recon.model();
+    let gps = recon::evaluation::compare_with_gps(&model.cameras, &fixes);
     let errors = load_ground_truth(&dir.join("ground_truth.json"))
         .ok()
         .and_then(|gt| compare_with_truth(&model.cameras, &gt));
@@ -287,15 +290,44 @@ fn bench_one(args: &[String]) -> Fallible<()> {
         "points": model.points.len(),
         "mean_position_error": errors.as_ref().map(|e| e.mean_position),
         "mean_rotation_error_deg": errors.as_ref().map(|e| e.mean_rotation_deg),
-        "truth_rotation_transposed": errors.as_ref().map(|e| e.truth_rotation_transposed),
+        "pairwise_rotation_median_deg": errors.as_ref().map(|e| e.pairwise_rotation_median_deg),
+        "pairwise_rotation_p90_deg": errors.as_ref().map(|e| e.pairwise_rotation_p90_deg),
+        "focal_px": focal_summary(&model.cameras),
+        "gps_error_m": gps,
+        "radial_k1": radial_summary(summary.recon.scene()),
         "reprojection_px": mean_reprojection_error(summary.recon.scene()),
-        "latency_p50": percentile(&summary.latencies, 0.5),
-        "latency_p95": percentile(&summary.latencies, 0.95),
+        "latency_p50": quantile(&summary.latencies, 0.5),
+        "latency_p95": quantile(&summary.latencies, 0.95),
         "refinement_seconds": summary.final_refine_seconds,
         "peak_rss_mib": peak_rss_mib(),
     });
     println!("{line}");
     Ok(())
+}
+
+/// Median focal length of the registered cameras, in original-resolution pixels, with the
+/// smallest and largest.
+fn focal_summary(cameras: &[recon::Camera]) -> Option<[f64; 3]> {
+    let f: Vec<f64> = cameras.iter().map(|c| c.intrinsics.fx).collect();
+    if f.is_empty() {
+        return None;
+    }
+    Some([
+        quantile(&f, 0.5),
+        f.iter().copied().fold(f64::INFINITY, f64::min),
+        f.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+    ])
+}
+
+/// Median radial distortion k1 of the registered views (0 when none was estimated).
+fn radial_summary(scene: &recon::scene::Scene) -> f64 {
+    let k1: Vec<f64> = scene
+        .views
+        .iter()
+        .filter(|v| v.is_registered())
+        .map(|v| v.radial)
+        .collect();
+    quantile(&k1, 0.5)
 }
 
 fn bench(args: &[String]) -> Fallible<()> {
@@ -399,6 +431,98 @@ fn bench(args: &[String]) -> Fallible<()> {
             ],
         )?;
         print_row("30 photos, 4 scenes, no K", "name", &v);
+    }
+    Ok(())
+}
+
+/// Issue 10's real captures, all without K: registered count, focal, pairwise relative rotation
+/// error against the reference poses where there are any, reprojection error.
+fn bench_captures(args: &[String]) -> Fallible<()> {
+    let root = match flag(args, "--datasets") {
+        Some(d) => PathBuf::from(d),
+        None => datasets_dir().ok_or("datasets folder not found (set VESTIGE_DATASETS)")?,
+    };
+    let seed = flag(args, "--seed").unwrap_or_else(|| "1".into());
+    let exe = std::env::current_exe()?;
+    println!(
+        "| set | order | registered | focal px (median, min-max) | k1 | pairwise rot err median/p90 deg | GPS fit mean/max m | reproj px | points | latency p50/p95 s |"
+    );
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    let runs = [
+        ("lund-street-iphone4s", "name"),
+        ("lund-street-iphone4s", "shuffled"),
+        ("lund-door-nikon", "name"),
+        ("cyprus-ruins-nikon", "name"),
+    ];
+    for (set, order) in runs {
+        let dir = root.join(set);
+        if !dir.is_dir() {
+            println!("| {set} | {order} | missing | | | | | | | |");
+            continue;
+        }
+        let dir = dir.to_string_lossy().into_owned();
+        let child = [
+            "bench-one",
+            "--set",
+            &dir,
+            "--order",
+            order,
+            "--seed",
+            &seed,
+            "--no-k",
+        ];
+        let v = match run_child(&exe, &child) {
+            Ok(v) => v,
+            Err(e) => {
+                println!("| {set} | {order} | failed: {e} | | | | | | | |");
+                continue;
+            }
+        };
+        let num = |k: &str| v.get(k).and_then(serde_json::Value::as_f64);
+        let focal = v
+            .get("focal_px")
+            .and_then(serde_json::Value::as_array)
+            .map(|f| {
+                f.iter()
+                    .filter_map(serde_json::Value::as_f64)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|f| f.len() == 3)
+            .map_or("-".into(), |f| {
+                format!("{:.0} ({:.0}-{:.0})", f[0], f[1], f[2])
+            });
+        let rot = match (
+            num("pairwise_rotation_median_deg"),
+            num("pairwise_rotation_p90_deg"),
+        ) {
+            (Some(a), Some(b)) => format!("{a:.3}/{b:.3}"),
+            _ => "- (no reference)".into(),
+        };
+        let gps = v
+            .get("gps_error_m")
+            .and_then(serde_json::Value::as_array)
+            .map(|g| {
+                g.iter()
+                    .filter_map(serde_json::Value::as_f64)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|g| g.len() == 2)
+            .map_or("-".into(), |g| format!("{:.1}/{:.1}", g[0], g[1]));
+        let order_label = if order == "shuffled" {
+            format!("shuffled (seed {seed})")
+        } else {
+            order.to_string()
+        };
+        println!(
+            "| {set} | {order_label} | {}/{} | {focal} | {:.4} | {rot} | {gps} | {:.2} | {} | {:.2}/{:.2} |",
+            num("registered").unwrap_or(0.0),
+            num("total").unwrap_or(0.0),
+            num("radial_k1").unwrap_or(0.0),
+            num("reprojection_px").unwrap_or(0.0),
+            num("points").unwrap_or(0.0),
+            num("latency_p50").unwrap_or(0.0),
+            num("latency_p95").unwrap_or(0.0),
+        );
     }
     Ok(())
 }
