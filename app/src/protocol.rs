@@ -310,7 +310,9 @@ pub enum RoomEvent {
         model_points: Option<u64>,
     },
     /// The photo could not be registered yet (validation required). It is kept and retried as
-    /// more photos arrive; a member may retry it now or remove it.
+    /// more photos arrive; a member may retry it now or remove it. It also follows a
+    /// `refinement_done` for a registered photo whose camera that refinement found
+    /// inconsistent and took out of the model: the photo is pending again, with the reason.
     PhotoPending { photo: String, reason: String },
     /// Processing failed. `retryable` tells whether `retry_photo` can help.
     PhotoFailed { photo: String, reason: String, retryable: bool },
@@ -654,6 +656,8 @@ impl RoomSnapshot {
                 }
             }
             RoomEvent::PhotoPending { photo, reason } => {
+                // Also a registered photo whose camera a refinement took out of the model.
+                self.cameras.retain(|c| c.photo != *photo);
                 self.set_status(photo, PhotoState::Pending, Some(reason.clone()))
             }
             RoomEvent::PhotoFailed { photo, reason, .. } => {
@@ -845,5 +849,17 @@ mod tests {
         assert_eq!(settings.current(&SettingValue::MaxImageSide(0)), (SettingValue::MaxImageSide(2000), 1, Some("Ana".into())));
         let json = serde_json::to_string(&ClientMessage::UpdateSetting { setting: SettingValue::RefineEvery(5), base_revision: 0 }).unwrap();
         assert_eq!(json, r#"{"type":"update_setting","setting":{"field":"refine_every","value":5},"base_revision":0}"#);
+    }
+
+    #[test]
+    fn a_camera_taken_out_by_a_refinement_leaves_the_snapshot() {
+        let mut state = RoomSnapshot::default();
+        let camera = CameraView::example("a", IDENTITY, [0.0; 3]);
+        state.apply(1, &RoomEvent::PhotoQueued { photo: "a".into(), name: "a.jpg".into(), by: "Ana".into(), uploader: None, bytes: 1, position: 1 });
+        state.apply(2, &RoomEvent::PhotoRegistered { photo: "a".into(), camera, shard: None, model_points: Some(5) });
+        assert_eq!(state.cameras.len(), 1);
+        state.apply(3, &RoomEvent::PhotoPending { photo: "a".into(), reason: "taken out of the model by the refinement: r".into() });
+        assert!(state.cameras.is_empty());
+        assert_eq!(state.photo("a").map(|p| p.status), Some(PhotoState::Pending));
     }
 }

@@ -547,6 +547,14 @@ impl Inner {
                 seconds: outcome.timings.get(Stage::Refinement),
             });
         }
+        // Cameras the refinement found inconsistent left the model it just published: their
+        // photos are pending again, and say why.
+        for gone in &outcome.unregistered {
+            events.push(RoomEvent::PhotoPending {
+                photo: gone.id.clone(),
+                reason: format!("taken out of the model by the refinement: {}", gone.reason),
+            });
+        }
         Ok(events)
     }
 
@@ -612,7 +620,10 @@ fn not_yet_applied(state: &RoomSnapshot, event: &RoomEvent) -> bool {
         RoomEvent::PhotoRegistered { photo, .. } => {
             matches!(status(photo), Some(s) if s != PhotoState::Registered)
         }
-        RoomEvent::PhotoPending { photo, .. } => status(photo).is_some_and(PhotoState::awaits_processing),
+        // A registered photo goes back to pending when a refinement takes its camera out.
+        RoomEvent::PhotoPending { photo, .. } => {
+            status(photo).is_some_and(|s| s.awaits_processing() || s == PhotoState::Registered)
+        }
         RoomEvent::RefinementDone { manifest, .. } => manifest.generation > state.manifest.generation,
         _ => true,
     }
