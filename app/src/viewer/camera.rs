@@ -394,7 +394,7 @@ impl OrbitCamera {
 
 /// The share of framed points allowed off screen at each side: a stray triangulation must not
 /// shrink the model to a dot.
-pub const FRAME_TRIM: f64 = 0.02;
+pub const FRAME_TRIM: f64 = 0.01;
 
 /// The `q` quantile (0 to 1) of `values`, by nearest rank; 0 for none.
 fn quantile(values: &[f64], q: f64) -> f64 {
