@@ -335,9 +335,13 @@ struct Card {
     waiting_for_start: bool,
 }
 
+/// What a card is rebuilt on: id, state, progress (stage, whole percent, ETA), permissions,
+/// the first photo's wait, and the place in the queue.
+type CardKey = (String, PhotoState, Option<(String, u32, Option<u64>)>, bool, bool, Option<u32>);
+
 impl Card {
     /// Cards are rebuilt when anything they show changes; progress in whole percent.
-    fn key(&self) -> (String, PhotoState, Option<(String, u32, Option<u64>)>, bool, bool, Option<u32>) {
+    fn key(&self) -> CardKey {
         let progress = self.progress.as_ref().map(|p| (p.stage.clone(), (p.fraction * 100.0) as u32, p.eta_ms));
         (self.id.clone(), self.status, progress, self.mine, self.waiting_for_start, self.ahead)
     }
@@ -390,7 +394,7 @@ fn PhotoCard(card: Card, thumbnail: String, store: RoomStore) -> impl IntoView {
                 })}
             </div>
             <div class="card-actions">
-                {(status == PhotoState::Registered).then(|| view_request).flatten().map(|request| view! {
+                {view_request.filter(|_| status == PhotoState::Registered).map(|request| view! {
                     <button type="button" class="quiet" aria-label=format!("View the model from {name}") on:click=move |_| {
                         request.view_from(&view_id);
                         scroll_to_viewer();
