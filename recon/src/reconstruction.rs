@@ -519,12 +519,7 @@ fn local_adjustment(work: &mut Scene, v: ViewIdx, threshold: f64) {
             .take(LOCAL_NEIGHBOURS)
             .map(|(u, _)| u),
     );
-    let points: BTreeSet<PointId> = work
-        .points
-        .iter()
-        .filter(|(_, p)| p.observations.iter().any(|(w, _)| free.contains(w)))
-        .map(|(&id, _)| id)
-        .collect();
+    let points = work.points_seen_by(&free);
     adjust(
         work,
         &Adjustment {

@@ -87,12 +87,7 @@ pub(crate) fn try_initialize(
         ..
     } = best?;
     let free: BTreeSet<ViewIdx> = [a, b].into_iter().collect();
-    let points: BTreeSet<PointId> = trial
-        .points
-        .iter()
-        .filter(|(_, p)| p.observations.iter().any(|(v, _)| free.contains(v)))
-        .map(|(&id, _)| id)
-        .collect();
+    let points = trial.points_seen_by(&free);
     adjust(
         &mut trial,
         &Adjustment {

@@ -1,6 +1,6 @@
 //! The growing model: photos (views), 3D points with their observations, and verified pairs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 
 use nalgebra::Vector3;
@@ -156,6 +156,15 @@ impl Scene {
 
     pub fn view(&self, v: ViewIdx) -> Option<&View> {
         self.views.get(v as usize)
+    }
+
+    /// The points observed by any of `views`: what an adjustment of those views moves.
+    pub fn points_seen_by(&self, views: &BTreeSet<ViewIdx>) -> BTreeSet<PointId> {
+        self.points
+            .iter()
+            .filter(|(_, p)| p.observations.iter().any(|(v, _)| views.contains(v)))
+            .map(|(&id, _)| id)
+            .collect()
     }
 
     /// Create a point from observations; keypoints already holding a point are skipped.
